@@ -1,0 +1,53 @@
+# protoreg developer tasks. `make run` and `make test` work on a fresh machine with Python 3.11+.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTOS ?= proto_versions
+
+.PHONY: install run test test-fast lint protos protos-check bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml models/iris_model/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]" -e models/iris_model
+	touch $(STAMP)
+
+## Register iris_model in the default SQLite registry, render protos, and serve it.
+run: install
+	$(BIN)/protoreg register iris_model
+	$(BIN)/protoreg render --check
+	cat $(PROTOS)/iris_model/v1/iris_model.proto
+
+## The whole suite, slow tests included (what CI runs).
+test: install
+	$(BIN)/python -m pytest -m "slow or not slow" -n 2
+
+## The quick suite: everything but tests marked slow.
+test-fast: install
+	$(BIN)/python -m pytest -n 2
+
+lint: install
+	$(BIN)/ruff check registry service migrations tests models benchmarks
+	$(BIN)/mypy registry service
+
+## Re-render proto_versions/ from the default registry.
+protos: install
+	$(BIN)/protoreg register --all
+	$(BIN)/protoreg render
+
+## Fail when proto_versions/ differs from what the registered models render to.
+protos-check: install
+	rm -rf $(VENV)/protos-check && mkdir -p $(VENV)/protos-check
+	$(BIN)/protoreg --db sqlite:///$(VENV)/protos-check/registry.db --protos $(VENV)/protos-check/out register --all
+	diff -ru $(PROTOS) $(VENV)/protos-check/out
+	rm -rf $(VENV)/protos-check
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis protoreg.db protoreg.db-*

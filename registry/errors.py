@@ -1,0 +1,59 @@
+"""The errors a user can cause.
+
+Every exception here carries one sentence that says what was wrong, the offending value and the
+fix. The CLI prints that sentence without a traceback; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class ProtoregError(Exception):
+    """A problem the user can fix. ``str(error)`` is the whole message."""
+
+    exit_code = 1
+
+
+class UsageError(ProtoregError):
+    """Bad command-line input (exit code 2)."""
+
+    exit_code = 2
+
+
+class ModelLoadError(ProtoregError):
+    """A MODEL_REF that cannot be imported or does not look like a model."""
+
+
+class SchemaError(ProtoregError):
+    """A pydantic schema that cannot be expressed in proto3."""
+
+    def __init__(self, model: str, path: str, problem: str) -> None:
+        self.model = model
+        self.path = path
+        self.problem = problem
+        where = f'"{path}"' if path else "the schema"
+        super().__init__(f'Model "{model}": {where}: {problem}')
+
+
+class VersionError(ProtoregError):
+    """A version string that is not semver, or that goes backwards."""
+
+
+class ReleaseConflictError(ProtoregError):
+    """A release that already exists with a different schema."""
+
+
+class NumberingError(ProtoregError):
+    """A field number that cannot be allocated (for example past the protobuf limit)."""
+
+
+class DatabaseVersionError(ProtoregError):
+    """A registry database written by a newer protoreg."""
+
+
+class DatabaseError(ProtoregError):
+    """A registry database that cannot be opened or reached."""
+
+
+class NotFoundError(ProtoregError):
+    """A model or release that is not in the registry."""

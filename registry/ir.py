@@ -1,0 +1,411 @@
+"""The intermediate representation: one numbered proto package, as frozen dataclasses.
+
+The IR is the single input of rendering (``render``), compatibility checking (``compat``) and
+descriptor building. It knows nothing about pydantic or SQL. A release snapshot stored in the
+registry is an IR package serialised with :func:`package_to_dict`, so rendering a past release
+only needs this module and the templates.
+
+Names of messages and enums are full names *inside the package* (``PredictRequest``,
+``Address``, or ``Outer.Inner`` for packages read from descriptors). Field types that refer to
+other messages or enums use the same names; well-known types use their full proto name
+(``google.protobuf.Timestamp``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["scalar", "message", "enum"]
+Label = Literal["optional", "singular", "repeated", "map"]
+
+FIELD_NUMBER_MAX = 536_870_911
+"""The largest field number protobuf allows (2**29 - 1)."""
+
+RESERVED_FIELD_NUMBERS = range(19_000, 20_000)
+"""Numbers protobuf reserves for its own implementation; never allocated."""
+
+SCALAR_TYPES = (
+    "double",
+    "float",
+    "int32",
+    "int64",
+    "uint32",
+    "uint64",
+    "sint32",
+    "sint64",
+    "fixed32",
+    "fixed64",
+    "sfixed32",
+    "sfixed64",
+    "bool",
+    "string",
+    "bytes",
+)
+
+WELL_KNOWN_IMPORTS = {
+    "google.protobuf.Timestamp": "google/protobuf/timestamp.proto",
+    "google.protobuf.Duration": "google/protobuf/duration.proto",
+}
+
+# Groups of scalar types whose encodings can be read as each other (protobuf's own rules).
+# string -> bytes is allowed one way only and is handled in :func:`wire_compatible`.
+_WIRE_GROUPS: tuple[frozenset[str], ...] = (
+    frozenset({"int32", "int64", "uint32", "uint64", "bool"}),
+    frozenset({"sint32", "sint64"}),
+    frozenset({"fixed32", "sfixed32"}),
+    frozenset({"fixed64", "sfixed64"}),
+)
+
+
+def wire_group(proto_type: str) -> str:
+    """A name for the wire-compatibility group of a scalar type (the type itself if alone)."""
+    for group in _WIRE_GROUPS:
+        if proto_type in group:
+            return "|".join(sorted(group))
+    return proto_type
+
+
+def scalar_wire_compatible(before: str, after: str) -> bool:
+    """Whether bytes written as scalar ``before`` are read correctly as ``after``."""
+    if before == after:
+        return True
+    if before == "string" and after == "bytes":
+        return True
+    return wire_group(before) == wire_group(after) and before in SCALAR_TYPES
+
+
+@dataclass(frozen=True)
+class ReservedRange:
+    """An inclusive range of reserved numbers, ``start to end``."""
+
+    start: int
+    end: int
+
+    def __str__(self) -> str:
+        return str(self.start) if self.start == self.end else f"{self.start} to {self.end}"
+
+    def __contains__(self, number: object) -> bool:
+        return isinstance(number, int) and self.start <= number <= self.end
+
+
+def compress_ranges(numbers: Iterable[int]) -> tuple[ReservedRange, ...]:
+    """Turn a set of numbers into sorted, merged inclusive ranges."""
+    ranges: list[ReservedRange] = []
+    for number in sorted(set(numbers)):
+        if ranges and ranges[-1].end == number - 1:
+            ranges[-1] = ReservedRange(ranges[-1].start, number)
+        else:
+            ranges.append(ReservedRange(number, number))
+    return tuple(ranges)
+
+
+def expand_ranges(ranges: Iterable[ReservedRange]) -> Iterator[int]:
+    for reserved in ranges:
+        yield from range(reserved.start, reserved.end + 1)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a message.
+
+    ``label`` is ``optional`` for a singular field with explicit presence (every singular field
+    protoreg renders has it, so ``0.0`` and "absent" differ), ``singular`` for implicit presence
+    (only in packages read from descriptors), ``repeated`` or ``map``. ``required`` is the
+    pydantic side of the contract: the model cannot run without a value.
+    """
+
+    name: str
+    number: int
+    type: str
+    kind: Kind = "scalar"
+    label: Label = "optional"
+    key_type: str | None = None
+    required: bool = False
+    description: str = ""
+    json_name: str | None = None
+
+    @property
+    def proto_type(self) -> str:
+        """The type as written in a ``.proto`` file, without the label."""
+        if self.label == "map":
+            return f"map<{self.key_type}, {self.type}>"
+        return self.type
+
+    @property
+    def declaration_label(self) -> str:
+        """The label keyword written before the type (empty for maps and implicit presence)."""
+        if self.label == "optional" and self.kind == "message":
+            return ""  # message fields always have presence; the keyword would add nothing
+        return {"optional": "optional ", "repeated": "repeated "}.get(self.label, "")
+
+    @property
+    def cardinality(self) -> str:
+        """``single``, ``repeated`` or ``map``: what must match for the number to be kept."""
+        return "single" if self.label in ("optional", "singular") else self.label
+
+    @property
+    def type_key(self) -> str:
+        """A string that identifies the field's wire shape, for history and comparisons."""
+        key = f"{self.cardinality}:{self.kind}:{self.type}"
+        if self.label == "map":
+            key += f":{self.key_type}"
+        return key
+
+
+@dataclass(frozen=True)
+class Message:
+    name: str
+    fields: tuple[Field, ...] = ()
+    description: str = ""
+    reserved_numbers: tuple[ReservedRange, ...] = ()
+    reserved_names: tuple[str, ...] = ()
+
+    def field_by_number(self, number: int) -> Field | None:
+        return next((f for f in self.fields if f.number == number), None)
+
+    def field_by_name(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    @property
+    def short_name(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class EnumValue:
+    """One enum value. ``value`` is the pydantic value it stands for (empty for ``UNSPECIFIED``)."""
+
+    name: str
+    number: int
+    value: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Enum:
+    name: str
+    values: tuple[EnumValue, ...] = ()
+    description: str = ""
+    reserved_numbers: tuple[ReservedRange, ...] = ()
+    reserved_names: tuple[str, ...] = ()
+
+    def value_by_number(self, number: int) -> EnumValue | None:
+        return next((v for v in self.values if v.number == number), None)
+
+    def value_by_name(self, name: str) -> EnumValue | None:
+        return next((v for v in self.values if v.name == name), None)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    input_type: str
+    output_type: str
+    client_streaming: bool = False
+    server_streaming: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    methods: tuple[Method, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Package:
+    """A whole proto package: what one ``.proto`` file of ``proto_versions/`` holds.
+
+    ``model`` and ``version`` name the model release the package was rendered from; for
+    packages read from arbitrary descriptors ``model`` is the package name and ``version`` is
+    empty.
+    """
+
+    package: str
+    model: str = ""
+    display_name: str = ""
+    description: str = ""
+    version: str = ""
+    messages: tuple[Message, ...] = ()
+    enums: tuple[Enum, ...] = ()
+    services: tuple[Service, ...] = ()
+    file_name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".", 1)[0]) if self.version else 0
+
+    @property
+    def proto_path(self) -> str:
+        """The file's path inside ``proto_versions/``; the directory matches the package."""
+        if self.file_name:
+            return self.file_name
+        return f"{self.package.replace('.', '/')}/{self.model}.proto"
+
+    @property
+    def imports(self) -> tuple[str, ...]:
+        needed = {
+            WELL_KNOWN_IMPORTS[f.type]
+            for m in self.messages
+            for f in m.fields
+            if f.type in WELL_KNOWN_IMPORTS
+        }
+        return tuple(sorted(needed))
+
+    def message(self, name: str) -> Message | None:
+        return next((m for m in self.messages if m.name == name), None)
+
+    def enum(self, name: str) -> Enum | None:
+        return next((e for e in self.enums if e.name == name), None)
+
+
+# -- serialisation -------------------------------------------------------------------------
+# Snapshots are stored as JSON; these functions are the only format. Keys are written in a
+# fixed order and unknown keys are ignored so old snapshots stay readable.
+
+
+def _ranges_to_list(ranges: tuple[ReservedRange, ...]) -> list[list[int]]:
+    return [[r.start, r.end] for r in ranges]
+
+
+def _ranges_from_list(items: list[list[int]]) -> tuple[ReservedRange, ...]:
+    return tuple(ReservedRange(int(a), int(b)) for a, b in items)
+
+
+def package_to_dict(package: Package) -> dict[str, Any]:
+    return {
+        "package": package.package,
+        "model": package.model,
+        "display_name": package.display_name,
+        "description": package.description,
+        "version": package.version,
+        "file_name": package.file_name,
+        "messages": [
+            {
+                "name": m.name,
+                "description": m.description,
+                "fields": [
+                    {
+                        "name": f.name,
+                        "number": f.number,
+                        "type": f.type,
+                        "kind": f.kind,
+                        "label": f.label,
+                        "key_type": f.key_type,
+                        "required": f.required,
+                        "description": f.description,
+                        "json_name": f.json_name,
+                    }
+                    for f in m.fields
+                ],
+                "reserved_numbers": _ranges_to_list(m.reserved_numbers),
+                "reserved_names": list(m.reserved_names),
+            }
+            for m in package.messages
+        ],
+        "enums": [
+            {
+                "name": e.name,
+                "description": e.description,
+                "values": [
+                    {"name": v.name, "number": v.number, "value": v.value, "description": v.description}
+                    for v in e.values
+                ],
+                "reserved_numbers": _ranges_to_list(e.reserved_numbers),
+                "reserved_names": list(e.reserved_names),
+            }
+            for e in package.enums
+        ],
+        "services": [
+            {
+                "name": s.name,
+                "description": s.description,
+                "methods": [
+                    {
+                        "name": r.name,
+                        "input_type": r.input_type,
+                        "output_type": r.output_type,
+                        "client_streaming": r.client_streaming,
+                        "server_streaming": r.server_streaming,
+                        "description": r.description,
+                    }
+                    for r in s.methods
+                ],
+            }
+            for s in package.services
+        ],
+    }
+
+
+def package_from_dict(data: dict[str, Any]) -> Package:
+    return Package(
+        package=data["package"],
+        model=data.get("model", ""),
+        display_name=data.get("display_name", ""),
+        description=data.get("description", ""),
+        version=data.get("version", ""),
+        file_name=data.get("file_name", ""),
+        messages=tuple(
+            Message(
+                name=m["name"],
+                description=m.get("description", ""),
+                fields=tuple(
+                    Field(
+                        name=f["name"],
+                        number=int(f["number"]),
+                        type=f["type"],
+                        kind=f.get("kind", "scalar"),
+                        label=f.get("label", "optional"),
+                        key_type=f.get("key_type"),
+                        required=bool(f.get("required", False)),
+                        description=f.get("description", ""),
+                        json_name=f.get("json_name"),
+                    )
+                    for f in m.get("fields", [])
+                ),
+                reserved_numbers=_ranges_from_list(m.get("reserved_numbers", [])),
+                reserved_names=tuple(m.get("reserved_names", [])),
+            )
+            for m in data.get("messages", [])
+        ),
+        enums=tuple(
+            Enum(
+                name=e["name"],
+                description=e.get("description", ""),
+                values=tuple(
+                    EnumValue(
+                        name=v["name"],
+                        number=int(v["number"]),
+                        value=v.get("value", ""),
+                        description=v.get("description", ""),
+                    )
+                    for v in e.get("values", [])
+                ),
+                reserved_numbers=_ranges_from_list(e.get("reserved_numbers", [])),
+                reserved_names=tuple(e.get("reserved_names", [])),
+            )
+            for e in data.get("enums", [])
+        ),
+        services=tuple(
+            Service(
+                name=s["name"],
+                description=s.get("description", ""),
+                methods=tuple(
+                    Method(
+                        name=r["name"],
+                        input_type=r["input_type"],
+                        output_type=r["output_type"],
+                        client_streaming=bool(r.get("client_streaming", False)),
+                        server_streaming=bool(r.get("server_streaming", False)),
+                        description=r.get("description", ""),
+                    )
+                    for r in s.get("methods", [])
+                ),
+            )
+            for s in data.get("services", [])
+        ),
+    )

@@ -1,0 +1,139 @@
+"""Finding models: MODEL_REF strings, the ``protoreg.models`` entry points, and the model protocol.
+
+protoreg does not depend on any model base class. A model is anything with the attributes of
+the MLModel interface (``ml-base``): ``qualified_name``, ``display_name``, ``description``,
+``version``, ``input_schema``, ``output_schema`` and ``predict``. Metadata is read from the class
+when the class declares plain attributes, so registering or checking a model never loads its
+weights; a class that only offers abstract-style properties is instantiated as a fallback.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from .errors import ModelLoadError
+
+ENTRY_POINT_GROUP = "protoreg.models"
+METADATA_ATTRIBUTES = (
+    "qualified_name",
+    "display_name",
+    "description",
+    "version",
+    "input_schema",
+    "output_schema",
+)
+
+
+@runtime_checkable
+class ModelLike(Protocol):
+    """What protoreg needs of a model: the MLModel interface, structurally."""
+
+    qualified_name: str
+    display_name: str
+    description: str
+    version: str
+    input_schema: type[BaseModel]
+    output_schema: type[BaseModel]
+
+    def predict(self, data: BaseModel) -> BaseModel: ...
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    qualified_name: str
+    display_name: str
+    description: str
+    version: str
+    input_schema: Any
+    output_schema: Any
+
+
+def model_metadata(model: Any) -> ModelMetadata:
+    """Read the metadata of a model class or instance, instantiating only when it must."""
+    values = _read_attributes(model)
+    if any(not _is_plain(v) for v in values.values()) and isinstance(model, type):
+        try:
+            instance = model()
+        except Exception as error:  # the model's own constructor: report, do not crash
+            raise ModelLoadError(
+                f'Model class "{_ref_name(model)}" declares its metadata as properties and could '
+                f"not be instantiated to read them ({type(error).__name__}: {error}); declare "
+                "qualified_name, version, input_schema and output_schema as class attributes"
+            ) from error
+        values = _read_attributes(instance)
+    missing = [k for k, v in values.items() if not _is_plain(v)]
+    if missing:
+        raise ModelLoadError(
+            f'"{_ref_name(model)}" is not a model: it lacks {", ".join(missing)}; a model needs '
+            f"{', '.join(METADATA_ATTRIBUTES)} and predict()"
+        )
+    for key in ("qualified_name", "display_name", "description", "version"):
+        if not isinstance(values[key], str):
+            raise ModelLoadError(
+                f'"{_ref_name(model)}".{key} must be a string, not {type(values[key]).__name__}'
+            )
+    return ModelMetadata(**values)
+
+
+def _read_attributes(obj: Any) -> dict[str, Any]:
+    return {key: getattr(obj, key, None) for key in METADATA_ATTRIBUTES}
+
+
+def _is_plain(value: Any) -> bool:
+    return value is not None and not isinstance(value, property)
+
+
+def _ref_name(model: Any) -> str:
+    cls = model if isinstance(model, type) else type(model)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def entry_point_models() -> dict[str, Any]:
+    """Every installed ``protoreg.models`` entry point, by name (not yet loaded)."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_model(ref: str) -> Any:
+    """Resolve a MODEL_REF (``module:Class`` or an entry-point name) to a model class."""
+    if ":" in ref:
+        module_name, _, attr = ref.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            raise ModelLoadError(
+                f'Cannot import module "{module_name}" for model "{ref}" ({error}); '
+                "install the model's package or check the spelling"
+            ) from error
+        target: Any = module
+        for part in attr.split("."):
+            if not hasattr(target, part):
+                raise ModelLoadError(f'Module "{module_name}" has no attribute "{attr}" (model "{ref}")')
+            target = getattr(target, part)
+        model_metadata(target)
+        return target
+    available = entry_point_models()
+    if ref not in available:
+        known = ", ".join(sorted(available)) or "none installed"
+        raise ModelLoadError(
+            f'No model named "{ref}" in the {ENTRY_POINT_GROUP} entry points (known: {known}); '
+            "use module:Class or install the model's package"
+        )
+    try:
+        target = available[ref].load()
+    except Exception as error:
+        raise ModelLoadError(f'Entry point "{ref}" failed to load: {type(error).__name__}: {error}') from error
+    model_metadata(target)
+    return target
+
+
+def load_models(refs: tuple[str, ...] | list[str], all_models: bool = False) -> list[Any]:
+    """Resolve several MODEL_REFs; ``all_models`` adds every entry-point model."""
+    names = list(refs)
+    if all_models:
+        names += [n for n in sorted(entry_point_models()) if n not in names]
+    return [load_model(name) for name in names]

@@ -1,0 +1,490 @@
+"""Schema extraction: a model's pydantic input and output classes -> a schema tree.
+
+The schema tree is what the author declared, with no field numbers and no database. It is the
+input of numbering (``numbering.allocate_numbers``). Everything protoreg cannot express in proto3
+is refused here, with an error that names the model, the field path and the problem.
+
+Mapping (see DESIGN.md): ``str``/``bytes``/``bool`` -> ``string``/``bytes``/``bool``; ``int`` ->
+``int64`` (override with ``json_schema_extra={"protoreg": {"type": "sint32"}}``); ``float`` ->
+``double``; ``Enum`` and ``Literal`` of strings -> enum; nested ``BaseModel`` -> message;
+``list[X]`` -> ``repeated X`` (``list[list[X]]`` through a wrapper message ``XList``);
+``dict[str, X]`` -> ``map<string, X>``; ``Optional[X]`` -> presence; ``datetime`` /
+``timedelta`` -> ``google.protobuf.Timestamp`` / ``Duration``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import inspect
+import json
+import re
+import types
+import typing
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from .errors import SchemaError
+
+REQUEST_MESSAGE = "PredictRequest"
+RESPONSE_MESSAGE = "PredictResponse"
+STREAM_REQUEST_MESSAGE = "PredictStreamRequest"
+STREAM_RESPONSE_MESSAGE = "PredictStreamResponse"
+RESERVED_MESSAGE_NAMES = frozenset(
+    {REQUEST_MESSAGE, RESPONSE_MESSAGE, STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE}
+)
+
+INT_TYPES = (
+    "int32",
+    "int64",
+    "uint32",
+    "uint64",
+    "sint32",
+    "sint64",
+    "fixed32",
+    "fixed64",
+    "sfixed32",
+    "sfixed64",
+)
+FLOAT_TYPES = ("double", "float")
+MAP_KEY_TYPES = frozenset(INT_TYPES) | {"string", "bool"}
+TIMESTAMP = "google.protobuf.Timestamp"
+DURATION = "google.protobuf.Duration"
+
+FIELD_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+MESSAGE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class TypeSpec:
+    """The element type of a field: a scalar, a message or an enum, by proto name."""
+
+    kind: Literal["scalar", "message", "enum"]
+    name: str
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One declared field. ``label`` is ``optional`` (singular), ``repeated`` or ``map``."""
+
+    name: str
+    type: TypeSpec
+    label: Literal["optional", "repeated", "map"]
+    required: bool
+    description: str = ""
+    key_type: str | None = None
+    renamed_from: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    name: str
+    fields: tuple[FieldSpec, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class EnumValueSpec:
+    """``name`` is the full proto value name (``SPECIES_SETOSA``); ``value`` the pydantic value."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class EnumSpec:
+    name: str
+    values: tuple[EnumValueSpec, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSchema:
+    """What a model declares, ready to be numbered. Messages and enums are in a stable order."""
+
+    model: str
+    display_name: str
+    description: str
+    version: str
+    messages: tuple[MessageSpec, ...]
+    enums: tuple[EnumSpec, ...]
+
+    def message(self, name: str) -> MessageSpec | None:
+        return next((m for m in self.messages if m.name == name), None)
+
+    def enum(self, name: str) -> EnumSpec | None:
+        return next((e for e in self.enums if e.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of everything but the version: equal fingerprints mean the same schema."""
+        data = self.to_dict()
+        data.pop("version")
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def upper_snake(text: str) -> str:
+    """``"Iris-Setosa"`` -> ``"IRIS_SETOSA"``; ``"IrisModel"`` -> ``"IRIS_MODEL"``."""
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
+    text = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+    return text.upper()
+
+
+def pascal_case(text: str) -> str:
+    """``"iris_model"`` -> ``"IrisModel"``."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", text) if part)
+
+
+def _describe(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return repr(tp).replace("typing.", "")
+
+
+def _docstring(cls: type) -> str:
+    doc = cls.__dict__.get("__doc__")
+    return inspect.cleandoc(doc) if isinstance(doc, str) else ""
+
+
+def _strip_annotated(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _split_optional(tp: Any) -> tuple[Any, bool]:
+    """``Optional[X]`` -> ``(X, True)``; anything else -> ``(tp, False)``."""
+    tp = _strip_annotated(tp)
+    origin = typing.get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return _strip_annotated(args[0]), True
+    return tp, False
+
+
+def _protoreg_extra(info: FieldInfo) -> dict[str, Any]:
+    extra = info.json_schema_extra
+    if isinstance(extra, dict):
+        value = extra.get("protoreg")
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+class _Extractor:
+    """Walks the pydantic classes once, naming messages and enums as it meets them."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.class_names: dict[type, str] = {}
+        self.names_taken: dict[str, str] = {}  # case-folded name -> origin, to refuse collisions
+        self.messages: dict[str, MessageSpec] = {}
+        self.enums: dict[str, EnumSpec] = {}
+        self.enum_classes: dict[Any, str] = {}
+        self.pending: list[tuple[type[BaseModel], str, str]] = []
+        # (message, field) edges that force a value: a cycle of these has no finite value
+        self.required_edges: dict[str, set[str]] = {}
+
+    def fail(self, path: str, problem: str) -> SchemaError:
+        return SchemaError(self.model, path, problem)
+
+    def claim(self, name: str, origin: str, path: str) -> None:
+        folded = name.lower()
+        previous = self.names_taken.get(folded)
+        if previous is not None and previous != origin:
+            raise self.fail(
+                path,
+                f'the name "{name}" for {origin} collides with {previous}; '
+                "rename one of the classes",
+            )
+        self.names_taken[folded] = origin
+
+    def message_for(self, cls: type[BaseModel], path: str) -> str:
+        if cls in self.class_names:
+            return self.class_names[cls]
+        name = cls.__name__
+        if not MESSAGE_NAME.match(name):
+            raise self.fail(
+                path, f'class name "{name}" is not a PascalCase proto message name; rename the class'
+            )
+        if name in RESERVED_MESSAGE_NAMES:
+            raise self.fail(
+                path, f'class name "{name}" is reserved for the generated RPC messages; rename it'
+            )
+        self.claim(name, f"class {cls.__module__}.{cls.__qualname__}", path)
+        self.class_names[cls] = name
+        self.pending.append((cls, name, path))
+        return name
+
+    def enum_for(self, key: Any, name: str, values: list[tuple[str, str]], description: str,
+                 origin: str, path: str) -> str:
+        if key in self.enum_classes:
+            return self.enum_classes[key]
+        if not MESSAGE_NAME.match(name):
+            raise self.fail(path, f'enum name "{name}" is not a PascalCase proto enum name; rename it')
+        self.claim(name, origin, path)
+        prefix = upper_snake(name)
+        specs: list[EnumValueSpec] = []
+        seen: dict[str, str] = {}
+        for value_label, value in values:
+            proto_name = f"{prefix}_{upper_snake(value_label)}"
+            if not upper_snake(value_label) or not IDENTIFIER.match(proto_name):
+                raise self.fail(
+                    path, f'enum value "{value_label}" of "{name}" cannot become a proto identifier'
+                )
+            if proto_name == f"{prefix}_UNSPECIFIED":
+                raise self.fail(
+                    path,
+                    f'enum value "{value_label}" of "{name}" would clash with "{prefix}_UNSPECIFIED", '
+                    "which protoreg reserves for the zero value",
+                )
+            if proto_name in seen:
+                raise self.fail(
+                    path,
+                    f'enum values "{seen[proto_name]}" and "{value_label}" of "{name}" both become '
+                    f'"{proto_name}"; make them differ in more than case or punctuation',
+                )
+            seen[proto_name] = value_label
+            specs.append(EnumValueSpec(proto_name, value))
+        if not specs:
+            raise self.fail(path, f'enum "{name}" has no values')
+        self.enum_classes[key] = name
+        self.enums[name] = EnumSpec(name, tuple(specs), description)
+        return name
+
+    def element(self, tp: Any, path: str, override: str | None, owner: str) -> TypeSpec:
+        """The proto element type of ``tp`` (no list, dict or Optional around it)."""
+        tp = _strip_annotated(tp)
+        origin = typing.get_origin(tp)
+        if origin in (list, dict) or _split_optional(tp)[1]:
+            raise AssertionError("containers are handled by the caller")
+        if tp is bool:
+            return self.scalar("bool", override, ("bool",), path)
+        if tp is int:
+            return self.scalar("int64", override, INT_TYPES, path)
+        if tp is float:
+            return self.scalar("double", override, FLOAT_TYPES, path)
+        if tp is str:
+            return self.scalar("string", override, ("string",), path)
+        if tp is bytes:
+            return self.scalar("bytes", override, ("bytes",), path)
+        if tp is datetime:
+            return TypeSpec("message", TIMESTAMP)
+        if tp is timedelta:
+            return TypeSpec("message", DURATION)
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):
+            members = list(tp)
+            if all(isinstance(m.value, str) for m in members):
+                values = [(m.value, m.value) for m in members]
+            else:
+                values = [(m.name, m.name) for m in members]
+            name = self.enum_for(
+                tp, tp.__name__, values, _docstring(tp), f"enum {tp.__module__}.{tp.__qualname__}", path
+            )
+            return TypeSpec("enum", name)
+        if origin is Literal:
+            args = typing.get_args(tp)
+            if not args or not all(isinstance(a, str) for a in args):
+                raise self.fail(path, f"Literal{list(args)!r} is not supported; only Literals of strings become enums")
+            field_name = path.rsplit(".", 1)[-1]
+            name = f"{owner}{pascal_case(field_name)}"
+            values = [(a, a) for a in dict.fromkeys(args)]
+            return TypeSpec("enum", self.enum_for(("literal", owner, field_name), name, values, "",
+                                                  f"Literal of {path}", path))
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            return TypeSpec("message", self.message_for(tp, path))
+        raise self.fail(
+            path,
+            f'type "{_describe(tp)}" is not supported; use str, bytes, bool, int, float, an Enum, '
+            "a Literal of strings, a pydantic model, list, dict[str, X], Optional, datetime or timedelta",
+        )
+
+    def scalar(self, default: str, override: str | None, allowed: tuple[str, ...], path: str) -> TypeSpec:
+        if override is None:
+            return TypeSpec("scalar", default)
+        if override not in allowed:
+            raise self.fail(
+                path,
+                f'protoreg type override "{override}" does not fit a {default} field; '
+                f"choose one of {', '.join(allowed)}",
+            )
+        return TypeSpec("scalar", override)
+
+    def wrapper(self, inner: Any, path: str, override: str | None, owner: str) -> TypeSpec:
+        """A message that holds a list or a map, for nested containers proto cannot nest."""
+        inner = _strip_annotated(inner)
+        origin = typing.get_origin(inner)
+        if origin is list:
+            (item,) = typing.get_args(inner) or (None,)
+            element = self.container_element(item, path, override, owner)
+            name = f"{_type_title(element)}List"
+            spec = FieldSpec("values", element, "repeated", False, "")
+        else:
+            key, value = _dict_args(inner, self, path)
+            element = self.container_element(value, path, override, owner)
+            name = f"{_type_title(element)}Map"
+            spec = FieldSpec("entries", element, "map", False, "", key_type=key)
+        origin_name = f"generated wrapper {name}"
+        if name not in self.messages:
+            self.claim(name, origin_name, path)
+            self.messages[name] = MessageSpec(name, (spec,), f"Generated wrapper holding one {name[:-4] if name.endswith('List') else name[:-3]} {'list' if name.endswith('List') else 'map'}.")
+        return TypeSpec("message", name)
+
+    def container_element(self, tp: Any, path: str, override: str | None, owner: str) -> TypeSpec:
+        """The element of a list or a map value: may itself be a container (-> wrapper)."""
+        if tp is None:
+            raise self.fail(path, "a bare list or dict needs an element type, e.g. list[float]")
+        tp, optional = _split_optional(tp)
+        if optional:
+            raise self.fail(
+                path,
+                "a list or map of Optional values cannot be expressed in proto3; drop the Optional",
+            )
+        if typing.get_origin(tp) in (list, dict):
+            return self.wrapper(tp, path, override, owner)
+        return self.element(tp, path, override, owner)
+
+    def field(self, owner: str, name: str, info: FieldInfo, path: str) -> FieldSpec:
+        if not FIELD_NAME.match(name):
+            raise self.fail(
+                path,
+                f'field name "{name}" is not a lower_snake_case proto field name; rename it '
+                '(an alias keeps the JSON name if you need one)',
+            )
+        extra = _protoreg_extra(info)
+        override = extra.get("type")
+        renamed = extra.get("renamed_from", ())
+        renamed_from = (renamed,) if isinstance(renamed, str) else tuple(renamed)
+        tp, optional = _split_optional(info.annotation)
+        required = info.is_required() and not optional
+        description = info.description or ""
+        origin = typing.get_origin(tp)
+        if origin is list or origin is dict:
+            if optional:
+                raise self.fail(
+                    path,
+                    "an Optional list or dict cannot be told apart from an empty one on the wire; "
+                    "use a default of [] or {} instead of None",
+                )
+            if origin is list:
+                (item,) = typing.get_args(tp) or (None,)
+                element = self.container_element(item, path, override, owner)
+                return FieldSpec(name, element, "repeated", False, description, None, renamed_from)
+            key, value = _dict_args(tp, self, path)
+            element = self.container_element(value, path, override, owner)
+            return FieldSpec(name, element, "map", False, description, key, renamed_from)
+        element = self.element(tp, path, override, owner)
+        if element.kind == "message" and required and not optional:
+            self.required_edges.setdefault(owner, set()).add(element.name)
+        return FieldSpec(name, element, "optional", required, description, None, renamed_from)
+
+    def build_message(self, cls: type[BaseModel], name: str, path: str) -> None:
+        fields: list[FieldSpec] = []
+        folded: dict[str, str] = {}
+        for field_name, info in cls.model_fields.items():
+            field_path = f"{path}.{field_name}"
+            key = field_name.replace("_", "").lower()
+            if key in folded:
+                raise self.fail(
+                    field_path,
+                    f'field "{field_name}" collides with "{folded[key]}" once case and underscores '
+                    "are folded (their JSON names would clash); rename one",
+                )
+            folded[key] = field_name
+            fields.append(self.field(name, field_name, info, field_path))
+        self.messages[name] = MessageSpec(name, tuple(fields), _docstring(cls))
+
+    def drain(self) -> None:
+        while self.pending:
+            cls, name, path = self.pending.pop(0)
+            self.build_message(cls, name, path)
+
+    def check_cycles(self) -> None:
+        """Refuse loops of required message fields: no finite value could satisfy them."""
+        state: dict[str, int] = {}
+
+        def visit(node: str, trail: list[str]) -> None:
+            state[node] = 1
+            for nxt in sorted(self.required_edges.get(node, ())):
+                if state.get(nxt) == 1:
+                    loop = " -> ".join(trail[trail.index(nxt):] + [nxt]) if nxt in trail else nxt
+                    raise self.fail(
+                        nxt,
+                        f"required fields form a loop ({loop}) that no finite message can satisfy; "
+                        "make one of them Optional or a list",
+                    )
+                if state.get(nxt) is None:
+                    visit(nxt, trail + [nxt])
+            state[node] = 2
+
+        for node in sorted(self.required_edges):
+            if state.get(node) is None:
+                visit(node, [node])
+
+
+def _dict_args(tp: Any, extractor: _Extractor, path: str) -> tuple[str, Any]:
+    args = typing.get_args(tp)
+    if len(args) != 2:
+        raise extractor.fail(path, "a bare dict needs key and value types, e.g. dict[str, float]")
+    key = _strip_annotated(args[0])
+    key_type = {str: "string", int: "int64", bool: "bool"}.get(key)
+    if key_type is None:
+        raise extractor.fail(path, f'map key type "{_describe(key)}" is not supported; use str, int or bool')
+    return key_type, args[1]
+
+
+def _type_title(spec: TypeSpec) -> str:
+    if spec.kind == "scalar":
+        return pascal_case(spec.name)
+    return spec.name.rsplit(".", 1)[-1]
+
+
+def extract_schema(model: Any) -> ModelSchema:
+    """Read a model class (or instance) and return its schema tree.
+
+    ``model`` is anything with ``qualified_name``, ``display_name``, ``description``,
+    ``version``, ``input_schema`` and ``output_schema`` (see ``registry.loader.ModelLike``).
+    """
+    from .loader import model_metadata  # here to keep schema free of entry-point machinery
+
+    meta = model_metadata(model)
+    name = meta.qualified_name
+    if not MODEL_NAME.match(name):
+        raise SchemaError(
+            name, "", f'qualified_name "{name}" must be lower_snake_case (it becomes the proto package)'
+        )
+    extractor = _Extractor(name)
+    for root, message_name, label in (
+        (meta.input_schema, REQUEST_MESSAGE, "input_schema"),
+        (meta.output_schema, RESPONSE_MESSAGE, "output_schema"),
+    ):
+        if not (isinstance(root, type) and issubclass(root, BaseModel)):
+            raise SchemaError(name, label, f"must be a pydantic BaseModel class, not {_describe(root)}")
+        extractor.claim(message_name, f"the {label} root", label)
+        if root not in extractor.class_names:
+            extractor.class_names[root] = message_name
+        extractor.build_message(root, message_name, message_name)
+        extractor.drain()
+    extractor.check_cycles()
+    # Stable order: request, response, then messages and enums in the order they were met.
+    ordered = [extractor.messages[REQUEST_MESSAGE], extractor.messages[RESPONSE_MESSAGE]]
+    ordered += [m for n, m in extractor.messages.items() if n not in (REQUEST_MESSAGE, RESPONSE_MESSAGE)]
+    return ModelSchema(
+        model=name,
+        display_name=meta.display_name,
+        description=meta.description,
+        version=meta.version,
+        messages=tuple(ordered),
+        enums=tuple(extractor.enums.values()),
+    )

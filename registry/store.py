@@ -1,0 +1,602 @@
+"""The registry store: SQLAlchemy tables and the only module that talks SQL.
+
+Tables: ``models``; ``releases`` (one immutable row per model version, holding the schema, the
+numbered IR snapshot and the rendered text); ``messages`` and ``enums`` (numbering scopes);
+``fields`` and ``enum_values`` (the allocation ledger: one row per number ever handed out, unique
+per scope, so the database itself refuses a duplicate); ``reservations`` (what each release
+reserves). Alembic owns the schema (``migrations/``); :func:`open_registry` upgrades a database
+when it opens it and refuses one written by a newer protoreg.
+
+Registration is one transaction that holds the model's write lock from its first read to its
+commit: ``BEGIN IMMEDIATE`` on SQLite, ``SELECT ... FOR UPDATE`` on the model row elsewhere.
+Transient lock and serialisation errors are retried.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from . import __version__, ir
+from .errors import (
+    DatabaseError,
+    DatabaseVersionError,
+    NotFoundError,
+    ReleaseConflictError,
+    VersionError,
+)
+from .numbering import Change, History, Numbered, Scope, Slot, allocate_numbers
+from .render import render_package
+from .schema import ModelSchema
+from .versioning import Version, parse_version
+
+DEFAULT_URL = "sqlite:///protoreg.db"
+ENV_URL = "PROTOREG_DB"
+PG_LOCK_KEY = 0x70726F74  # "prot": serialises schema upgrades across processes
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    releases: Mapped[list[ReleaseRow]] = relationship(back_populates="model", order_by="ReleaseRow.seq")
+
+
+class ReleaseRow(Base):
+    __tablename__ = "releases"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_releases_model_version"),
+        UniqueConstraint("model_id", "seq", name="uq_releases_model_seq"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(100))
+    major: Mapped[int] = mapped_column(Integer)
+    minor: Mapped[int] = mapped_column(Integer)
+    patch: Mapped[int] = mapped_column(Integer)
+    prerelease: Mapped[str] = mapped_column(String(100), default="")
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    schema_json: Mapped[str] = mapped_column(Text)
+    snapshot_json: Mapped[str] = mapped_column(Text)
+    proto_text: Mapped[str] = mapped_column(Text)
+    changes_json: Mapped[str] = mapped_column(Text, default="[]")
+    protoreg_version: Mapped[str] = mapped_column(String(50), default=__version__)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    model: Mapped[ModelRow] = relationship(back_populates="releases")
+
+
+class MessageRow(Base):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("model_id", "name", name="uq_messages_model_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(300))
+    fields: Mapped[list[FieldRow]] = relationship(order_by="FieldRow.number")
+
+
+class FieldRow(Base):
+    """One field number ever allocated in a message; ``name``/``type_key`` are the latest."""
+
+    __tablename__ = "fields"
+    __table_args__ = (UniqueConstraint("message_id", "number", name="uq_fields_message_number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(300))
+    names_json: Mapped[str] = mapped_column(Text, default="[]")
+    type_key: Mapped[str] = mapped_column(String(600))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    first_release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+
+
+class EnumRow(Base):
+    __tablename__ = "enums"
+    __table_args__ = (UniqueConstraint("model_id", "name", name="uq_enums_model_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(300))
+    values: Mapped[list[EnumValueRow]] = relationship(order_by="EnumValueRow.number")
+
+
+class EnumValueRow(Base):
+    __tablename__ = "enum_values"
+    __table_args__ = (UniqueConstraint("enum_id", "number", name="uq_enum_values_enum_number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enum_id: Mapped[int] = mapped_column(ForeignKey("enums.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(300))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    first_release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+
+
+class ReservationRow(Base):
+    """A number or a name that a release reserves in one message or enum."""
+
+    __tablename__ = "reservations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    scope_kind: Mapped[str] = mapped_column(String(10))
+    scope_name: Mapped[str] = mapped_column(String(300))
+    number_start: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    number_end: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    name: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+
+# -- public results ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    model: str
+    version: str
+    created_at: datetime
+    fingerprint: str
+    changes: tuple[str, ...]
+    package: ir.Package
+    proto_text: str
+    schema: dict[str, Any] = field(compare=False, default_factory=dict)
+
+    @property
+    def parsed_version(self) -> Version:
+        return parse_version(self.version)
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    """``status`` is ``created``, ``unchanged`` (same version, same schema) or ``planned`` (dry run)."""
+
+    status: str
+    model: str
+    version: str
+    package: ir.Package
+    changes: tuple[Change, ...]
+    previous: ReleaseInfo | None
+
+
+Gate = Callable[[list[ReleaseInfo], Numbered, ModelSchema], None]
+"""Called inside the registration transaction before anything is written; raises to refuse."""
+
+
+# -- engine and schema management ----------------------------------------------------------
+
+
+def resolve_url(url: str | None) -> str:
+    return url or os.environ.get(ENV_URL) or DEFAULT_URL
+
+
+def _describe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def create_registry_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise DatabaseError(
+            f'"{url}" is not a database URL; use e.g. sqlite:///protoreg.db or '
+            "postgresql+psycopg://user@host/dbname"
+        ) from error
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            parent = Path(database).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise DatabaseError(
+                    f'The directory "{parent}" for the registry database does not exist; create it '
+                    "or choose another --db"
+                )
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            # Take the write lock up front so two writers never both read the same history.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except Exception as error:  # missing driver and the like
+        raise DatabaseError(f"Cannot use the database URL {_describe_url(url)}: {error}") from error
+
+
+def _alembic_config(connection: Connection | None = None) -> Any:
+    from alembic.config import Config
+
+    import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def schema_head() -> str:
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(_alembic_config()).get_heads()
+    return heads[0]
+
+
+def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {rev.revision for rev in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+
+
+def ensure_schema(engine: Engine, url: str) -> None:
+    """Upgrade the database to the head revision, or refuse one newer than this protoreg."""
+    from alembic import command
+
+    head = schema_head()
+    with engine.connect() as connection:
+        current = current_revision(connection)
+    if current == head:
+        return
+    if current is not None and current not in _known_revisions():
+        raise DatabaseVersionError(
+            f"The registry at {_describe_url(url)} is at schema revision {current}, which this "
+            f"protoreg ({__version__}, up to revision {head}) does not know: it was written by a "
+            "newer protoreg. Upgrade protoreg; the database was not changed"
+        )
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
+        if current_revision(connection) != head:
+            command.upgrade(_alembic_config(connection), "head")
+
+
+def open_registry(url: str | None = None) -> Registry:
+    """Open (creating or upgrading as needed) the registry at ``url``."""
+    resolved = resolve_url(url)
+    engine = create_registry_engine(resolved)
+    try:
+        _retry(lambda: ensure_schema(engine, resolved))
+    except (OperationalError, DBAPIError) as error:
+        engine.dispose()
+        raise DatabaseError(
+            f"Cannot open the registry at {_describe_url(resolved)}: {_first_line(error)}"
+        ) from error
+    return Registry(engine, resolved)
+
+
+def _first_line(error: BaseException) -> str:
+    original = getattr(error, "orig", None) or error
+    return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+
+
+_TRANSIENT = (
+    "database is locked",
+    "database table is locked",
+    "could not serialize",
+    "deadlock detected",
+    "duplicate key value",
+    "unique constraint failed",
+)
+
+
+def _retry(action: Callable[[], Any], attempts: int = 30) -> Any:
+    """Run ``action``, retrying transient lock, serialisation and race errors with back-off."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (OperationalError, IntegrityError, DBAPIError) as error:
+            message = str(getattr(error, "orig", error)).lower()
+            if attempt == attempts - 1 or not any(t in message for t in _TRANSIENT):
+                raise
+            time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+# -- the registry --------------------------------------------------------------------------
+
+
+class Registry:
+    """One registry database. Methods return data; none of them print."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self.engine) as session, session.begin():
+            yield session
+
+    # reading -----------------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        with self._session() as session:
+            return list(session.scalars(select(ModelRow.name).order_by(ModelRow.name)))
+
+    def releases(self, model: str) -> list[ReleaseInfo]:
+        """Every release of ``model``, oldest first."""
+        with self._session() as session:
+            row = self._model_row(session, model)
+            return [_release_info(model, r) for r in row.releases]
+
+    def release(self, model: str, version: str | None = None) -> ReleaseInfo:
+        """One release (the newest when ``version`` is None)."""
+        releases = self.releases(model)
+        if not releases:
+            raise NotFoundError(f'Model "{model}" has no releases yet; register it first')
+        if version is None:
+            return releases[-1]
+        for release in releases:
+            if release.version == version:
+                return release
+        known = ", ".join(r.version for r in releases)
+        raise NotFoundError(f'Model "{model}" has no release "{version}" (releases: {known})')
+
+    def served_packages(self) -> list[ir.Package]:
+        """The newest release of every major line of every model: what proto_versions/ holds."""
+        packages = []
+        for model in self.model_names():
+            newest: dict[int, ReleaseInfo] = {}
+            for release in self.releases(model):
+                newest[release.parsed_version.major] = release
+            packages += [newest[m].package for m in sorted(newest)]
+        return packages
+
+    def history(self, model: str) -> History:
+        with self._session() as session:
+            row = session.scalar(select(ModelRow).where(ModelRow.name == model))
+            return _load_history(session, row.id) if row else History()
+
+    def _model_row(self, session: Session, model: str) -> ModelRow:
+        row = session.scalar(select(ModelRow).where(ModelRow.name == model))
+        if row is None:
+            known = ", ".join(session.scalars(select(ModelRow.name).order_by(ModelRow.name))) or "none"
+            raise NotFoundError(f'Model "{model}" is not in the registry (models: {known})')
+        return row
+
+    # writing -----------------------------------------------------------------------------
+
+    def register(self, schema: ModelSchema, *, dry_run: bool = False, gate: Gate | None = None) -> RegisterResult:
+        """Record ``schema`` as a release: allocate numbers, render, store, all or nothing."""
+        version = parse_version(schema.version)
+        return _retry(lambda: self._register_once(schema, version, dry_run, gate))
+
+    def _register_once(
+        self, schema: ModelSchema, version: Version, dry_run: bool, gate: Gate | None
+    ) -> RegisterResult:
+        with Session(self.engine) as session, session.begin():
+            model = self._lock_model(session, schema, create=not dry_run)
+            releases = [_release_info(schema.model, r) for r in model.releases] if model else []
+            existing = next((r for r in releases if r.version == schema.version), None)
+            if existing is not None:
+                if existing.fingerprint == schema.fingerprint:
+                    return RegisterResult("unchanged", schema.model, schema.version, existing.package,
+                                          (), existing)
+                raise ReleaseConflictError(
+                    f'{schema.model} {schema.version} is already registered with a different schema; '
+                    "a release is immutable, so bump the version (see: protoreg check "
+                    f"{schema.model})"
+                )
+            newest = max(releases, key=lambda r: r.parsed_version, default=None)
+            if newest is not None and version < newest.parsed_version:
+                raise VersionError(
+                    f'{schema.model} {schema.version} is lower than the newest release '
+                    f"{newest.version}; versions only go forward, so choose a version above "
+                    f"{newest.version}"
+                )
+            history = _load_history(session, model.id) if model is not None else History()
+            numbered = allocate_numbers(history, schema)
+            if gate is not None:
+                gate(releases, numbered, schema)
+            if dry_run or model is None:
+                return RegisterResult("planned", schema.model, schema.version, numbered.package,
+                                      numbered.changes, newest)
+            self._write_release(session, model, schema, version, numbered, len(releases) + 1)
+            return RegisterResult("created", schema.model, schema.version, numbered.package,
+                                  numbered.changes, newest)
+
+    def _lock_model(self, session: Session, schema: ModelSchema, create: bool) -> ModelRow | None:
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+
+            if create:
+                session.execute(
+                    insert(ModelRow)
+                    .values(name=schema.model, display_name=schema.display_name,
+                            description=schema.description, created_at=_now())
+                    .on_conflict_do_nothing(index_elements=["name"])
+                )
+            return session.scalar(select(ModelRow).where(ModelRow.name == schema.model).with_for_update())
+        row = session.scalar(select(ModelRow).where(ModelRow.name == schema.model))
+        if row is None and create:
+            row = ModelRow(name=schema.model, display_name=schema.display_name,
+                           description=schema.description, created_at=_now())
+            session.add(row)
+            session.flush()
+        return row
+
+    def _write_release(
+        self, session: Session, model: ModelRow, schema: ModelSchema, version: Version,
+        numbered: Numbered, seq: int,
+    ) -> None:
+        package = numbered.package
+        model.display_name = schema.display_name
+        model.description = schema.description
+        release = ReleaseRow(
+            model_id=model.id,
+            seq=seq,
+            version=schema.version,
+            major=version.major,
+            minor=version.minor,
+            patch=version.patch,
+            prerelease=version.prerelease or "",
+            fingerprint=schema.fingerprint,
+            schema_json=json.dumps(schema.to_dict(), sort_keys=True),
+            snapshot_json=json.dumps(ir.package_to_dict(package), sort_keys=True),
+            proto_text=render_package(package),
+            changes_json=json.dumps([c.describe() for c in numbered.changes]),
+            created_at=_now(),
+        )
+        session.add(release)
+        session.flush()
+        _save_history(session, model.id, numbered.history, release.id)
+        for message in package.messages:
+            for r in message.reserved_numbers:
+                session.add(ReservationRow(release_id=release.id, scope_kind="message",
+                                           scope_name=message.name, number_start=r.start, number_end=r.end))
+            for name in message.reserved_names:
+                session.add(ReservationRow(release_id=release.id, scope_kind="message",
+                                           scope_name=message.name, name=name))
+        for enum in package.enums:
+            for r in enum.reserved_numbers:
+                session.add(ReservationRow(release_id=release.id, scope_kind="enum",
+                                           scope_name=enum.name, number_start=r.start, number_end=r.end))
+            for name in enum.reserved_names:
+                session.add(ReservationRow(release_id=release.id, scope_kind="enum",
+                                           scope_name=enum.name, name=name))
+
+
+def _release_info(model: str, row: ReleaseRow) -> ReleaseInfo:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
+    return ReleaseInfo(
+        model=model,
+        version=row.version,
+        created_at=created,
+        fingerprint=row.fingerprint,
+        changes=tuple(json.loads(row.changes_json)),
+        package=ir.package_from_dict(json.loads(row.snapshot_json)),
+        proto_text=row.proto_text,
+        schema=json.loads(row.schema_json),
+    )
+
+
+def _load_history(session: Session, model_id: int) -> History:
+    history = History()
+    for message in session.scalars(select(MessageRow).where(MessageRow.model_id == model_id)):
+        scope = history.scope("message", message.name)
+        for f in message.fields:
+            scope.slots[f.number] = Slot(f.number, f.name, f.type_key, json.loads(f.names_json), f.active)
+    for enum in session.scalars(select(EnumRow).where(EnumRow.model_id == model_id)):
+        scope = history.scope("enum", enum.name)
+        for v in enum.values:
+            scope.slots[v.number] = Slot(v.number, v.name, "", [v.name], v.active)
+    return history
+
+
+def _save_history(session: Session, model_id: int, history: History, release_id: int) -> None:
+    """Write the updated ledger. New numbers are inserted; existing ones only change name/type."""
+    messages = {m.name: m for m in session.scalars(select(MessageRow).where(MessageRow.model_id == model_id))}
+    enums = {e.name: e for e in session.scalars(select(EnumRow).where(EnumRow.model_id == model_id))}
+    for (kind, name), scope in sorted(history.scopes.items()):
+        if kind == "message":
+            _save_message_scope(session, model_id, messages, scope, release_id)
+        else:
+            _save_enum_scope(session, model_id, enums, scope, release_id)
+
+
+def _save_message_scope(
+    session: Session, model_id: int, rows: dict[str, MessageRow], scope: Scope, release_id: int
+) -> None:
+    row = rows.get(scope.name)
+    if row is None:
+        row = MessageRow(model_id=model_id, name=scope.name)
+        session.add(row)
+        session.flush()
+    existing = {f.number: f for f in row.fields}
+    for number, slot in sorted(scope.slots.items()):
+        f = existing.get(number)
+        if f is None:
+            session.add(FieldRow(message_id=row.id, number=number, name=slot.name,
+                                 names_json=json.dumps(slot.names), type_key=slot.type_key,
+                                 active=slot.active, first_release_id=release_id))
+        else:
+            f.name, f.type_key, f.active = slot.name, slot.type_key, slot.active
+            f.names_json = json.dumps(slot.names)
+
+
+def _save_enum_scope(
+    session: Session, model_id: int, rows: dict[str, EnumRow], scope: Scope, release_id: int
+) -> None:
+    row = rows.get(scope.name)
+    if row is None:
+        row = EnumRow(model_id=model_id, name=scope.name)
+        session.add(row)
+        session.flush()
+    existing = {v.number: v for v in row.values}
+    for number, slot in sorted(scope.slots.items()):
+        v = existing.get(number)
+        if v is None:
+            session.add(EnumValueRow(enum_id=row.id, number=number, name=slot.name,
+                                     active=slot.active, first_release_id=release_id))
+        else:
+            v.name, v.active = slot.name, slot.active
