@@ -188,7 +188,8 @@ class _Extractor:
     def __init__(self, model: str) -> None:
         self.model = model
         self.class_names: dict[type, str] = {}
-        self.names_taken: dict[str, str] = {}  # case-folded name -> origin, to refuse collisions
+        # case-folded name -> (identity, description), to refuse two things with one name
+        self.names_taken: dict[str, tuple[object, str]] = {}
         self.messages: dict[str, MessageSpec] = {}
         self.enums: dict[str, EnumSpec] = {}
         self.enum_classes: dict[Any, str] = {}
@@ -199,16 +200,17 @@ class _Extractor:
     def fail(self, path: str, problem: str) -> SchemaError:
         return SchemaError(self.model, path, problem)
 
-    def claim(self, name: str, origin: str, path: str) -> None:
+    def claim(self, name: str, origin: str, path: str, identity: object = None) -> None:
         folded = name.lower()
+        identity = origin if identity is None else identity
         previous = self.names_taken.get(folded)
-        if previous is not None and previous != origin:
+        if previous is not None and previous[0] != identity:
             raise self.fail(
                 path,
-                f'the name "{name}" for {origin} collides with {previous}; '
+                f'the name "{name}" for {origin} collides with {previous[1]}; '
                 "rename one of the classes",
             )
-        self.names_taken[folded] = origin
+        self.names_taken[folded] = (identity, origin)
 
     def message_for(self, cls: type[BaseModel], path: str) -> str:
         if cls in self.class_names:
@@ -222,7 +224,7 @@ class _Extractor:
             raise self.fail(
                 path, f'class name "{name}" is reserved for the generated RPC messages; rename it'
             )
-        self.claim(name, f"class {cls.__module__}.{cls.__qualname__}", path)
+        self.claim(name, f"class {cls.__module__}.{cls.__qualname__}", path, cls)
         self.class_names[cls] = name
         self.pending.append((cls, name, path))
         return name
@@ -233,7 +235,7 @@ class _Extractor:
             return self.enum_classes[key]
         if not MESSAGE_NAME.match(name):
             raise self.fail(path, f'enum name "{name}" is not a PascalCase proto enum name; rename it')
-        self.claim(name, origin, path)
+        self.claim(name, origin, path, key)
         prefix = upper_snake(name)
         specs: list[EnumValueSpec] = []
         seen: dict[str, str] = {}
