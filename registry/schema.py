@@ -332,15 +332,17 @@ class _Extractor:
             element = self.container_element(item, path, override, owner)
             name = f"{_type_title(element)}List"
             spec = FieldSpec("values", element, "repeated", False, "")
+            description = f"Generated wrapper: one list of {element.name}."
         else:
             key, value = _dict_args(inner, self, path)
             element = self.container_element(value, path, override, owner)
-            name = f"{_type_title(element)}Map"
+            key_title = "" if key == "string" else pascal_case(key)
+            name = f"{key_title}{_type_title(element)}Map"
             spec = FieldSpec("entries", element, "map", False, "", key_type=key)
-        origin_name = f"generated wrapper {name}"
+            description = f"Generated wrapper: one map from {key} to {element.name}."
         if name not in self.messages:
-            self.claim(name, origin_name, path)
-            self.messages[name] = MessageSpec(name, (spec,), f"Generated wrapper holding one {name[:-4] if name.endswith('List') else name[:-3]} {'list' if name.endswith('List') else 'map'}.")
+            self.claim(name, f"generated wrapper {name}", path)
+            self.messages[name] = MessageSpec(name, (spec,), description)
         return TypeSpec("message", name)
 
     def container_element(self, tp: Any, path: str, override: str | None, owner: str) -> TypeSpec:

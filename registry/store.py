@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ class Base(DeclarativeBase):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 class ModelRow(Base):
@@ -527,7 +527,7 @@ class Registry:
 
 
 def _release_info(model: str, row: ReleaseRow) -> ReleaseInfo:
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
     return ReleaseInfo(
         model=model,
         version=row.version,
@@ -557,7 +557,7 @@ def _save_history(session: Session, model_id: int, history: History, release_id:
     """Write the updated ledger. New numbers are inserted; existing ones only change name/type."""
     messages = {m.name: m for m in session.scalars(select(MessageRow).where(MessageRow.model_id == model_id))}
     enums = {e.name: e for e in session.scalars(select(EnumRow).where(EnumRow.model_id == model_id))}
-    for (kind, name), scope in sorted(history.scopes.items()):
+    for (kind, _name), scope in sorted(history.scopes.items()):
         if kind == "message":
             _save_message_scope(session, model_id, messages, scope, release_id)
         else:

@@ -160,7 +160,6 @@ def evolutions(draw: st.DrawFn, max_releases: int = 6) -> list[tuple[str, Spec]]
 
 def fill(message: Any, rng: random.Random, depth: int = 0) -> None:
     """Set random values on every field of a protobuf message (recursively, bounded)."""
-    from google.protobuf.descriptor import FieldDescriptor as FD
 
     for fd in message.DESCRIPTOR.fields:
         if rng.random() < 0.25:

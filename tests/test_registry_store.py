@@ -148,7 +148,8 @@ def test_enum_values_are_numbered_for_life(sqlite_url: str) -> None:
     third = enum.Enum("Kind", {"a": "a", "c": "c"}, type=str)
     outs = [type("Out", (BaseModel,), {"__annotations__": {"kind": e}}) for e in (first, second, third)]
     with open_registry(sqlite_url) as registry:
-        packages = [registry.register(schema(v, V1, o)).package for v, o in zip(("1.0.0", "1.1.0", "1.2.0"), outs)]
+        versions = ("1.0.0", "1.1.0", "1.2.0")
+        packages = [registry.register(schema(v, V1, o)).package for v, o in zip(versions, outs, strict=True)]
     numbers = [{v.name: v.number for v in p.enums[0].values} for p in packages]
     assert numbers[0] == {"KIND_UNSPECIFIED": 0, "KIND_A": 1, "KIND_B": 2}
     assert numbers[1] == {"KIND_UNSPECIFIED": 0, "KIND_B": 2, "KIND_C": 3}

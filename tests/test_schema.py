@@ -88,6 +88,20 @@ def test_mapping_table_covers_design() -> None:
     assert fields_of(schema, "Address")["street"].description == "Street and number."
 
 
+def test_nested_container_wrappers_are_named_by_key_and_value() -> None:
+    class Nested(BaseModel):
+        by_name: list[dict[str, float]]
+        by_id: list[dict[int, float]]
+        deep: list[list[list[str]]]
+
+    schema = extract_schema(make_model("wrap_model", "1.0.0", Nested, Out))
+    f = fields_of(schema, "PredictRequest")
+    assert (f["by_name"].type.name, f["by_id"].type.name) == ("DoubleMap", "Int64DoubleMap")
+    assert fields_of(schema, "Int64DoubleMap")["entries"].key_type == "int64"
+    assert f["deep"].type.name == "StringListList"
+    assert fields_of(schema, "StringListList")["values"].type.name == "StringList"
+
+
 def test_iris_schema_reads_class_attributes_without_training() -> None:
     from iris_model import IrisModel
 

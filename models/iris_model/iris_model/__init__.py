@@ -1,5 +1,5 @@
 """iris_model: classify an iris flower from four measurements (protoreg's seed model)."""
 
-from .model import IrisModel, IrisInput, IrisOutput, Species
+from .model import IrisInput, IrisModel, IrisOutput, Species
 
 __all__ = ["IrisModel", "IrisInput", "IrisOutput", "Species"]
