@@ -7,6 +7,7 @@ the IR and the templates, so a past release renders byte-identically forever.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import jinja2
 
 from . import ir
+from .faults import crash_point
 
 REGISTRY_PROTO_PATH = "protoreg/registry/v1/registry.proto"
 BUF_YAML = """\
@@ -110,8 +112,9 @@ def write_tree(root: Path, files: list[RenderedFile]) -> list[str]:
         if target.exists() and target.read_text(encoding="utf-8") == item.content:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # one per writer: no clash
         tmp.write_text(item.content, encoding="utf-8")
         tmp.replace(target)
         written.append(item.path)
+        crash_point("rendering")
     return written

@@ -51,6 +51,7 @@ from .errors import (
     ReleaseConflictError,
     VersionError,
 )
+from .faults import crash_point
 from .numbering import Change, History, Numbered, Scope, Slot, allocate_numbers
 from .render import render_package
 from .schema import ModelSchema
@@ -417,6 +418,23 @@ class Registry:
             row = session.scalar(select(ModelRow).where(ModelRow.name == model))
             return _load_history(session, row.id) if row else History()
 
+    def reservations(self, model: str) -> dict[str, set[tuple[str, str, str]]]:
+        """The reservation rows of every release, as ``{version: {(kind, scope, item)}}``.
+
+        ``item`` is a range as written in a .proto (``"3"``, ``"5 to 7"``) or a quoted name.
+        """
+        out: dict[str, set[tuple[str, str, str]]] = {}
+        with self._session() as session:
+            row = self._model_row(session, model)
+            for release in row.releases:
+                items = out.setdefault(release.version, set())
+                for r in session.scalars(select(ReservationRow).where(ReservationRow.release_id == release.id)):
+                    if r.name is not None:
+                        items.add((r.scope_kind, r.scope_name, f'"{r.name}"'))
+                    elif r.number_start is not None and r.number_end is not None:
+                        items.add((r.scope_kind, r.scope_name, str(ir.ReservedRange(r.number_start, r.number_end))))
+        return out
+
     def _model_row(self, session: Session, model: str) -> ModelRow:
         row = session.scalar(select(ModelRow).where(ModelRow.name == model))
         if row is None:
@@ -429,13 +447,16 @@ class Registry:
     def register(self, schema: ModelSchema, *, dry_run: bool = False, gate: Gate | None = None) -> RegisterResult:
         """Record ``schema`` as a release: allocate numbers, render, store, all or nothing."""
         version = parse_version(schema.version)
-        return _retry(lambda: self._register_once(schema, version, dry_run, gate))
+        result = _retry(lambda: self._register_once(schema, version, dry_run, gate))
+        crash_point("committed")
+        return result
 
     def _register_once(
         self, schema: ModelSchema, version: Version, dry_run: bool, gate: Gate | None
     ) -> RegisterResult:
         with Session(self.engine) as session, session.begin():
             model = self._lock_model(session, schema, create=not dry_run)
+            crash_point("locked")
             releases = [_release_info(schema.model, r) for r in model.releases] if model else []
             existing = next((r for r in releases if r.version == schema.version), None)
             if existing is not None:
@@ -456,12 +477,15 @@ class Registry:
                 )
             history = _load_history(session, model.id) if model is not None else History()
             numbered = allocate_numbers(history, schema)
+            crash_point("numbered")
             if gate is not None:
                 gate(releases, numbered, schema)
             if dry_run or model is None:
                 return RegisterResult("planned", schema.model, schema.version, numbered.package,
                                       numbered.changes, newest)
             self._write_release(session, model, schema, version, numbered, len(releases) + 1)
+            session.flush()
+            crash_point("before_commit")
             return RegisterResult("created", schema.model, schema.version, numbered.package,
                                   numbered.changes, newest)
 
@@ -509,7 +533,10 @@ class Registry:
         )
         session.add(release)
         session.flush()
+        crash_point("release_written")
         _save_history(session, model.id, numbered.history, release.id)
+        session.flush()
+        crash_point("ledger_written")
         for message in package.messages:
             for r in message.reserved_numbers:
                 session.add(ReservationRow(release_id=release.id, scope_kind="message",
