@@ -33,16 +33,18 @@ PROPERTY_SETTINGS = settings(
 )
 
 
-def register_all(url: str, sequence: list[tuple[str, Spec]]) -> tuple[list[ReleaseInfo], dict[str, Any]]:
+def register_all(
+    url: str, sequence: list[tuple[str, Spec]], model: str = MODEL
+) -> tuple[list[ReleaseInfo], dict[str, Any]]:
     """Register every release; return the stored releases and the schemas used."""
     schemas = {}
     with open_registry(url) as registry:
         for version, spec in sequence:
-            schema = extract_schema(build_model(MODEL, version, spec))
+            schema = extract_schema(build_model(model, version, spec))
             schemas[version] = schema
             result = registry.register(schema)
             assert result.status == "created"
-        releases = registry.releases(MODEL)
+        releases = registry.releases(model)
         # invariant 6: the same version and schema again is a no-op
         for version, _spec in sequence:
             assert registry.register(schemas[version]).status == "unchanged"
@@ -175,4 +177,16 @@ def test_old_release_bytes_decode_under_newest_of_major(sequence: list[tuple[str
 def test_numbering_invariants_hold_for_long_evolutions(sequence: list[tuple[str, Spec]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         releases, schemas = register_all(f"sqlite:///{tmp}/registry.db", sequence)
+    check_numbering_invariants(releases, schemas)
+
+
+@pytest.mark.postgres
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(sequence=evolutions())
+def test_numbering_invariants_hold_on_postgres(postgres_url: str, sequence: list[tuple[str, Spec]]) -> None:
+    # One schema per test, so each example registers under a model name of its own.
+    with open_registry(postgres_url) as registry:
+        model = f"evolving{len(registry.model_names())}_model"
+    releases, schemas = register_all(postgres_url, sequence, model)
     check_numbering_invariants(releases, schemas)

@@ -1,0 +1,237 @@
+"""The compatibility commands: ``check``, ``diff``, ``breaking`` and ``rules``.
+
+Each parses its arguments, calls one library function and formats the result. Exit codes: 0 the
+check passed, 100 findings need a bigger bump than declared (or, for ``breaking``, a breaking
+change was found), 1 the check could not complete, 2 usage error. ``registry/cli.py`` adds these
+commands to the ``protoreg`` group.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from .findings import CATEGORIES, FORMATS, Report, format_reports
+from .rules import RULES, Rule
+
+EXIT_FINDINGS = 100
+
+_format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools, github for workflow annotations.",
+)
+
+
+def _emit(reports: list[Report], fmt: str) -> None:
+    click.echo(format_reports(reports, fmt))
+    if not all(r.passed for r in reports):
+        click.get_current_context().exit(EXIT_FINDINGS)
+
+
+def _protos_prefix(ctx: click.Context) -> str:
+    root = ctx.find_root().obj or {}
+    return str(root.get("protos_dir") or "")
+
+
+def _db_url(ctx: click.Context) -> str | None:
+    root = ctx.find_root().obj or {}
+    return root.get("db_url")
+
+
+# -- check ---------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("model_refs", nargs=-1, metavar="MODEL_REF...")
+@click.option("--all", "all_models", is_flag=True, help="Check every entry-point model.")
+@click.option("--against", metavar="VERSION", help="Compare with this release instead of the newest.")
+@_format_option
+@click.pass_context
+def check(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, against: str | None, fmt: str) -> None:
+    """Check that each model's declared version bump is big enough for what changed.
+
+    The installed model is numbered against the registry's history (nothing is written) and
+    compared with the newest release (or --against VERSION) and, for reused numbers and names,
+    with every release ever registered. Exit 100 when a finding needs a bigger bump.
+    """
+    from ..loader import load_models
+    from ..schema import extract_schema
+    from ..store import open_registry
+    from .gate import check_schema
+
+    if not model_refs and not all_models:
+        raise UsageError("name at least one MODEL_REF (module:Class or an entry-point name), or pass --all")
+    models = load_models(model_refs, all_models)
+    if not models:
+        raise UsageError("--all found no installed models in the protoreg.models entry points; install one")
+    if against is not None and len(models) > 1:
+        raise UsageError("--against names one version of one model; check one MODEL_REF at a time with it")
+    schemas = [extract_schema(m) for m in models]
+    with open_registry(_db_url(ctx)) as registry:
+        reports = [check_schema(registry, s, against=against, file_prefix=_protos_prefix(ctx)) for s in schemas]
+    _emit(reports, fmt)
+
+
+# -- diff ----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("model")
+@click.argument("v1")
+@click.argument("v2")
+@_format_option
+@click.pass_context
+def diff(ctx: click.Context, model: str, v1: str, v2: str, fmt: str) -> None:
+    """Show the findings between two registered releases V1 and V2 of MODEL.
+
+    Exit 100 when V2's version bump over V1 is too small for what changed.
+    """
+    from ..store import open_registry
+    from .engine import check_release
+
+    with open_registry(_db_url(ctx)) as registry:
+        releases = registry.releases(model)
+        first, second = registry.release(model, v1), registry.release(model, v2)
+    index = next(i for i, r in enumerate(releases) if r.version == second.version)
+    history = [r for i, r in enumerate(releases) if i < index or r.version == first.version]
+    history = [r for r in history if r.version != second.version]
+    report = check_release(
+        model,
+        history,
+        second.package,
+        second.version,
+        second.fingerprint,
+        against=first.version,
+        file_prefix=_protos_prefix(ctx),
+    )
+    _emit([report], fmt)
+
+
+# -- breaking ------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("new", type=click.Path(exists=True, path_type=Path), metavar="NEW")
+@click.option(
+    "--against",
+    "against",
+    multiple=True,
+    required=True,
+    metavar="OLD",
+    type=click.Path(exists=True, path_type=Path),
+    help="The old API: a directory of .proto files or a FileDescriptorSet file. Repeat it "
+    "to give history, oldest first; the last one is the baseline.",
+)
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    type=click.Choice(CATEGORIES),
+    help="Only rules of this category (repeatable). WIRE_JSON includes WIRE, SOURCE "
+    "includes both, as in buf. Default: every rule.",
+)
+@_format_option
+def breaking(new: Path, against: tuple[Path, ...], categories: tuple[str, ...], fmt: str) -> None:
+    """Compare any two protobuf APIs (directories of .proto files or FileDescriptorSet files).
+
+    Fields pair by number, directions come from the services. Exit 100 when a change breaks
+    clients (needs a major bump); history given with several --against is checked for numbers
+    and names that come back with another meaning.
+    """
+    from .descriptors import load_tree
+    from .engine import check_trees
+
+    trees = [load_tree(path) for path in against]
+    after = load_tree(new)
+    report = check_trees(
+        trees[-1],
+        after,
+        history=trees[:-1],
+        categories=list(categories) or None,
+        before_label=str(against[-1]),
+        after_label=str(new),
+        history_labels=[str(p) for p in against[:-1]],
+        file_prefix=str(new) if new.is_dir() else "",
+    )
+    _emit([report], fmt)
+
+
+# -- rules ---------------------------------------------------------------------------------
+
+
+def rules_json() -> str:
+    return json.dumps([_rule_dict(r) for r in RULES], indent=2)
+
+
+def _rule_dict(rule: Rule) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "name": rule.name,
+        "description": rule.description,
+        "category": rule.category,
+        "subject": rule.subject,
+        "request_bump": rule.request,
+        "response_bump": rule.response,
+        "warns": rule.warn,
+        "reference": rule.reference,
+        "deprecated_by": rule.deprecated_by,
+    }
+
+
+def rules_text() -> str:
+    width = max(len(r.id) for r in RULES)
+    lines = [f"{'ID':<{width}}  {'CATEGORY':<9}  {'REQUEST':<7}  {'RESPONSE':<8}  DESCRIPTION"]
+    for r in RULES:
+        lines.append(f"{r.id:<{width}}  {r.category:<9}  {r.request:<7}  {r.response:<8}  {r.name}: {r.description}")
+    return "\n".join(lines)
+
+
+def rules_markdown() -> str:
+    """``docs/rules.md``: generated by ``protoreg rules --format markdown``; a test keeps it current."""
+    lines = [
+        "# Compatibility rules",
+        "",
+        "<!-- Generated by `protoreg rules --format markdown > docs/rules.md`; do not edit by hand. -->",
+        "",
+        "Each rule requires a bump when the subject travels in requests (the server must read what "
+        "old clients send) and when it travels in responses (old clients must read what the server "
+        "sends); a subject that travels both ways, or that no RPC reaches, needs the larger. "
+        "Categories: WIRE breaks the binary encoding, WIRE_JSON the JSON encoding, SOURCE "
+        "generated code, SEMANTIC what values mean. See docs/compat.md.",
+        "",
+        "| ID | category | request | response | description |",
+        "|---|---|---|---|---|",
+    ]
+    for r in RULES:
+        warn = {"never": "", "response": " Warns in responses.", "always": " Always warns."}[r.warn]
+        lines.append(
+            f"| `{r.id}` | {r.category} | {r.request} | {r.response} | **{r.name}**: {r.description}{warn} "
+            f"([ref]({r.reference.removeprefix('docs/')})) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="markdown is what docs/rules.md holds.",
+)
+def rules(fmt: str) -> None:
+    """List every compatibility rule: ID, category, bumps and description."""
+    text = {"text": rules_text, "json": rules_json, "markdown": rules_markdown}[fmt]()
+    click.echo(text, nl=not text.endswith("\n"))
+
+
+COMMANDS = (check, diff, breaking, rules)

@@ -1,0 +1,185 @@
+"""Reading any protobuf API into the IR: ``.proto`` trees and ``FileDescriptorSet`` files.
+
+``protoreg breaking`` compares APIs protoreg did not write, so this module turns descriptors into
+IR packages, one per file: nested messages and enums get dotted names (``Order.Line``), field
+types are full names (``acme.v1.Order.Line``, ``google.protobuf.Timestamp``), map entries become
+``map`` fields, proto3 ``optional`` and real oneof members have explicit presence, plain proto3
+scalars implicit presence (``singular``), proto2 ``required`` sets ``Field.required``. What the IR
+has no place for is kept per field in ``Package.extra["facts"]`` (message -> number -> facts):
+``oneof`` (a real oneof's name), ``wire_required`` (proto2 ``required``), ``default`` (proto2
+default value) and ``entry`` (the full name of a map's entry message).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from google.protobuf import descriptor_pb2
+
+from .. import ir
+from ..errors import ProtoregError
+from ..protoc import compile_descriptor_set, proto_files
+
+FDP = descriptor_pb2.FieldDescriptorProto
+
+_SCALARS = {
+    FDP.TYPE_DOUBLE: "double",
+    FDP.TYPE_FLOAT: "float",
+    FDP.TYPE_INT32: "int32",
+    FDP.TYPE_INT64: "int64",
+    FDP.TYPE_UINT32: "uint32",
+    FDP.TYPE_UINT64: "uint64",
+    FDP.TYPE_SINT32: "sint32",
+    FDP.TYPE_SINT64: "sint64",
+    FDP.TYPE_FIXED32: "fixed32",
+    FDP.TYPE_FIXED64: "fixed64",
+    FDP.TYPE_SFIXED32: "sfixed32",
+    FDP.TYPE_SFIXED64: "sfixed64",
+    FDP.TYPE_BOOL: "bool",
+    FDP.TYPE_STRING: "string",
+    FDP.TYPE_BYTES: "bytes",
+}
+MESSAGE_NUMBER_END = ir.FIELD_NUMBER_MAX + 1  # descriptor message ranges are end-exclusive
+
+
+def load_tree(path: Path) -> list[ir.Package]:
+    """The IR of a directory of ``.proto`` files, or of a binary ``FileDescriptorSet`` file."""
+    if path.is_dir():
+        files = proto_files(path)
+        if not files:
+            raise ProtoregError(
+                f'"{path}" holds no .proto files; point at a directory of .proto files or a FileDescriptorSet file'
+            )
+        descriptor_set = compile_descriptor_set(path, files)
+        wanted = set(files)
+        return [file_to_package(f) for f in descriptor_set.file if f.name in wanted]
+    if path.is_file():
+        try:
+            descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
+        except Exception as error:  # protobuf raises DecodeError and friends
+            raise ProtoregError(
+                f'"{path}" is not a binary FileDescriptorSet ({error}); build one with '
+                "protoc --descriptor_set_out, or pass a directory of .proto files"
+            ) from error
+        return [file_to_package(f) for f in descriptor_set.file]
+    raise ProtoregError(f'"{path}" does not exist; pass a directory of .proto files or a FileDescriptorSet file')
+
+
+def _type_name(name: str) -> str:
+    return name[1:] if name.startswith(".") else name
+
+
+def file_to_package(file: descriptor_pb2.FileDescriptorProto) -> ir.Package:
+    messages: list[ir.Message] = []
+    enums: list[ir.Enum] = []
+    facts: dict[str, dict[int, dict[str, object]]] = {}
+    proto3 = file.syntax == "proto3"
+    prefix = f".{file.package}." if file.package else "."
+
+    for enum in file.enum_type:
+        enums.append(_enum(enum.name, enum))
+
+    def visit(message: descriptor_pb2.DescriptorProto, name: str) -> None:
+        entries = {f"{prefix}{name}.{m.name}": m for m in message.nested_type if m.options.map_entry}
+        fields: list[ir.Field] = []
+        message_facts: dict[int, dict[str, object]] = {}
+        for f in message.field:
+            in_real_oneof = f.HasField("oneof_index") and not f.proto3_optional
+            known: dict[str, object] = {}
+            if in_real_oneof:
+                known["oneof"] = message.oneof_decl[f.oneof_index].name
+            if f.label == FDP.LABEL_REQUIRED:
+                known["wire_required"] = True
+            if f.HasField("default_value"):
+                known["default"] = f.default_value
+            if f.label == FDP.LABEL_REPEATED and f.type_name in entries:
+                known["entry"] = _type_name(f.type_name)
+            if known:
+                message_facts[f.number] = known
+            fields.append(_field(f, entries, proto3, in_real_oneof))
+        if message_facts:
+            facts[name] = message_facts
+        messages.append(
+            ir.Message(
+                name=name,
+                fields=tuple(fields),
+                reserved_numbers=tuple(
+                    ir.ReservedRange(r.start, min(r.end, MESSAGE_NUMBER_END) - 1) for r in message.reserved_range
+                ),
+                reserved_names=tuple(message.reserved_name),
+            )
+        )
+        for nested in message.nested_type:
+            if not nested.options.map_entry:
+                visit(nested, f"{name}.{nested.name}")
+        for enum in message.enum_type:
+            enums.append(_enum(f"{name}.{enum.name}", enum))
+
+    for message in file.message_type:
+        visit(message, message.name)
+    services = tuple(
+        ir.Service(
+            name=s.name,
+            methods=tuple(
+                ir.Method(
+                    m.name,
+                    _type_name(m.input_type),
+                    _type_name(m.output_type),
+                    m.client_streaming,
+                    m.server_streaming,
+                )
+                for m in s.method
+            ),
+        )
+        for s in file.service
+    )
+    return ir.Package(
+        package=file.package,
+        model=file.package,
+        messages=tuple(messages),
+        enums=tuple(enums),
+        services=services,
+        file_name=file.name,
+        extra={"facts": facts, "syntax": file.syntax or "proto2"},
+    )
+
+
+def _field(
+    f: descriptor_pb2.FieldDescriptorProto,
+    entries: dict[str, descriptor_pb2.DescriptorProto],
+    proto3: bool,
+    in_real_oneof: bool,
+) -> ir.Field:
+    json_name = f.json_name if f.HasField("json_name") else None
+    if f.label == FDP.LABEL_REPEATED and f.type_name in entries:
+        entry = entries[f.type_name]
+        key = next(x for x in entry.field if x.number == 1)
+        value = next(x for x in entry.field if x.number == 2)
+        kind, type_ = _kind_and_type(value)
+        return ir.Field(f.name, f.number, type_, kind, "map", _kind_and_type(key)[1], json_name=json_name)
+    kind, type_ = _kind_and_type(f)
+    label: ir.Label
+    if f.label == FDP.LABEL_REPEATED:
+        label = "repeated"
+    elif proto3 and kind != "message" and not f.proto3_optional and not in_real_oneof:
+        label = "singular"
+    else:
+        label = "optional"
+    return ir.Field(f.name, f.number, type_, kind, label, required=f.label == FDP.LABEL_REQUIRED, json_name=json_name)
+
+
+def _kind_and_type(f: descriptor_pb2.FieldDescriptorProto) -> tuple[ir.Kind, str]:
+    if f.type in _SCALARS:
+        return "scalar", _SCALARS[f.type]
+    if f.type == FDP.TYPE_ENUM:
+        return "enum", _type_name(f.type_name)
+    return "message", _type_name(f.type_name)  # messages and groups
+
+
+def _enum(name: str, enum: descriptor_pb2.EnumDescriptorProto) -> ir.Enum:
+    return ir.Enum(
+        name=name,
+        values=tuple(ir.EnumValue(v.name, v.number) for v in enum.value),
+        reserved_numbers=tuple(ir.ReservedRange(r.start, r.end) for r in enum.reserved_range),
+        reserved_names=tuple(enum.reserved_name),
+    )
