@@ -21,29 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from registry import ir
 from registry.compat.descriptors import load_tree
 from registry.compat.engine import check_trees
 from registry.protoc import ProtocError, compile_descriptor_set
 
 BUF_VERSION = "1.75.0"
 CASES = int(os.environ.get("PROTOREG_BUF_CASES", "80"))
-SCALARS = (
-    "int32",
-    "int64",
-    "uint32",
-    "uint64",
-    "sint32",
-    "sint64",
-    "fixed32",
-    "fixed64",
-    "sfixed32",
-    "sfixed64",
-    "bool",
-    "string",
-    "bytes",
-    "double",
-    "float",
-)
+SCALARS = ir.SCALAR_TYPES
 
 
 def buf_binary() -> Path:
