@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS ?= proto_versions
 
-.PHONY: install run test test-fast lint protos protos-check bench clean
+.PHONY: install run test test-fast lint protos protos-check rules-doc bench clean
 
 install: $(STAMP)
 
@@ -16,11 +16,12 @@ $(STAMP): pyproject.toml models/iris_model/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]" -e models/iris_model
 	touch $(STAMP)
 
-## Register iris_model in the default SQLite registry, render protos, and serve it.
+## Register iris_model in the default SQLite registry (re-rendering protos), then serve it in the
+## foreground on 127.0.0.1:50051 until Ctrl-C. ADDRESS=0.0.0.0:50051 make run to listen elsewhere.
+ADDRESS ?= 127.0.0.1:50051
 run: install
-	$(BIN)/protoreg register iris_model
-	$(BIN)/protoreg render --check
-	cat $(PROTOS)/iris_model/v1/iris_model.proto
+	$(BIN)/protoreg --protos $(PROTOS) register iris_model
+	$(BIN)/protoreg --protos $(PROTOS) serve iris_model --address $(ADDRESS)
 
 ## The whole suite, slow tests included (what CI runs).
 test: install
@@ -45,6 +46,10 @@ protos-check: install
 	$(BIN)/protoreg --db sqlite:///$(VENV)/protos-check/registry.db --protos $(VENV)/protos-check/out register --all
 	diff -ru $(PROTOS) $(VENV)/protos-check/out
 	rm -rf $(VENV)/protos-check
+
+## Regenerate docs/rules.md from the rule declarations (a test fails when it is stale).
+rules-doc: install
+	$(BIN)/protoreg rules --format markdown > docs/rules.md
 
 bench: install
 	$(BIN)/python -m benchmarks

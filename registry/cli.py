@@ -95,36 +95,58 @@ def _models(refs: tuple[str, ...], all_models: bool) -> list[Any]:
 @click.argument("model_refs", nargs=-1, metavar="MODEL_REF...")
 @click.option("--all", "all_models", is_flag=True, help="Register every entry-point model.")
 @click.option("--dry-run", is_flag=True, help="Show what would be allocated; change nothing.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
+              show_default=True, help="Format of the compatibility findings.")
 @click.pass_context
-def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, dry_run: bool) -> None:
+def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, dry_run: bool,
+             fmt: str) -> None:
     """Record a release of each model: allocate numbers and re-render proto_versions/.
 
+    The release is checked first, exactly as `protoreg check` does; when its version bump is
+    too small for what changed it is refused with exit code 100 and nothing is written.
     Registering the same version with the same schema again is a no-op (exit 0); the same
     version with a different schema, or a version lower than the newest, is refused.
     """
+    from .compat.findings import format_reports
+    from .compat.gate import BumpTooSmallError, ReleaseGate
     from .render import render_tree, write_tree
     from .schema import extract_schema
 
     models = _models(model_refs, all_models)
     schemas = [extract_schema(m) for m in models]
+    root: Path = ctx.obj["protos_dir"]
+    refused: list[str] = []
+    human = fmt == "text"  # with json or github, stdout carries only the findings; the rest goes to stderr
     with _open(ctx) as registry:
         for schema in schemas:
-            result = registry.register(schema, dry_run=dry_run)
+            gate = ReleaseGate(file_prefix=str(root))
+            try:
+                result = registry.register(schema, dry_run=dry_run, gate=gate)
+            except BumpTooSmallError as error:
+                click.echo(format_reports([error.report], fmt))
+                click.echo(f"{schema.model} {schema.version}: refused; nothing was registered", err=True)
+                refused.append(schema.model)
+                continue
             if result.status == "unchanged":
-                click.echo(f"{schema.model} {schema.version}: already registered with this schema; nothing to do")
+                click.echo(
+                    f"{schema.model} {schema.version}: already registered with this schema; nothing to do",
+                    err=not human,
+                )
                 continue
             verb = "would register" if dry_run else "registered"
-            click.echo(f"{schema.model} {schema.version}: {verb} ({result.package.package})")
+            click.echo(f"{schema.model} {schema.version}: {verb} ({result.package.package})", err=not human)
             for change in result.changes:
-                click.echo(f"  {change.describe()}")
+                click.echo(f"  {change.describe()}", err=not human)
             if not result.changes:
-                click.echo("  no field or enum value changed")
-        if dry_run:
-            return
-        root: Path = ctx.obj["protos_dir"]
-        written = write_tree(root, render_tree(registry.served_packages()))
-    for path in written:
-        click.echo(f"wrote {root / path}")
+                click.echo("  no field or enum value changed", err=not human)
+            if gate.report is not None and (gate.report.findings or not human):
+                click.echo(format_reports([gate.report], fmt))
+        if not dry_run:
+            written = write_tree(root, render_tree(registry.served_packages()))
+            for path in written:
+                click.echo(f"wrote {root / path}", err=not human)
+    if refused:
+        ctx.exit(EXIT_FINDINGS)
 
 
 # -- history -------------------------------------------------------------------------------
@@ -181,7 +203,8 @@ def field_map(package: ir.Package) -> dict[str, Any]:
 @main.command()
 @click.argument("model")
 @click.option("--version", "version", metavar="V", help="A registered version (default: the newest).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format; json is documented in the README.")
 @click.pass_context
 def fields(ctx: click.Context, model: str, version: str | None, fmt: str) -> None:
     """Show the field map of MODEL: every message, field number, enum value and reservation."""
@@ -253,6 +276,57 @@ def render(ctx: click.Context, check: bool, out_dir: Path | None, release_ref: s
         click.echo(f"wrote {root / path}")
     if not written:
         click.echo(f"{root}: up to date ({len(files)} files)")
+
+
+# -- verify --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format of the problems found.")
+@click.pass_context
+def verify(ctx: click.Context, fmt: str) -> None:
+    """Check every invariant over the whole registry; exit 1 with the problems if one fails.
+
+    Numbers unique and in range, reservations complete, the allocation ledger matching the
+    releases (no orphaned or missing allocation), stored renderings equal to a fresh render.
+    Read-only: run it after a crash, a restore or a migration.
+    """
+    from .verify import verify_registry
+
+    with _open(ctx) as registry:
+        report = verify_registry(registry)
+    if fmt == "json":
+        click.echo(json.dumps({
+            "ok": report.ok, "models": report.models, "releases": report.releases,
+            "problems": [{"check": p.check, "model": p.model, "version": p.version, "message": p.message}
+                         for p in report.problems],
+        }, indent=2))
+    else:
+        for problem in report.problems:
+            click.echo(problem.describe())
+        state = "consistent" if report.ok else f"{len(report.problems)} problems"
+        click.echo(f"registry {state}: {report.models} models, {report.releases} releases checked")
+    if not report.ok:
+        ctx.exit(EXIT_FAILED)
+
+
+# -- serve, predict (the gRPC side lives in service/) -------------------------------------
+
+from service.commands import predict, serve  # noqa: E402
+
+main.add_command(serve)
+main.add_command(predict)
+
+
+# -- compatibility commands (registry/compat/commands.py) ---------------------------------
+
+from .compat.commands import breaking, check, diff, rules  # noqa: E402
+
+main.add_command(check)
+main.add_command(diff)
+main.add_command(breaking)
+main.add_command(rules)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,282 @@
+"""Models and helpers for the gRPC server tests.
+
+The models live at module level so a ``protoreg serve`` subprocess can load them as
+``tests.service_support:Class``. Protos are rendered by the real registry (a SQLite file in a
+temporary directory) and compiled by the real ``protoc``; servers listen on free loopback ports.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import grpc
+from pydantic import BaseModel, Field
+
+from registry.render import render_tree, write_tree
+from registry.schema import extract_schema
+from registry.store import open_registry
+from service.compile import ProtoTree, load_protos
+from service.server import ModelServer, ServeOptions, create_server
+
+REPO = Path(__file__).resolve().parent.parent
+
+# -- echo_model: every supported type, echoed back -------------------------------------------
+
+
+class Color(enum.StrEnum):
+    """A colour (a string enum)."""
+
+    red = "red"
+    green = "green"
+    dark_blue = "dark-blue"
+
+
+class Level(enum.Enum):
+    """A level (an int enum: values are named by member name)."""
+
+    LOW = 1
+    HIGH = 2
+
+
+class Point(BaseModel):
+    """A point in the plane."""
+
+    x: float
+    y: float = 0.0
+    label: str | None = None
+
+
+class EchoFields(BaseModel):
+    """The fields shared by the echo model's input and output."""
+
+    name: str
+    count: int = 7
+    ratio: float | None = None
+    flag: bool = True
+    blob: bytes = b""
+    color: Color = Color.red
+    level: Level | None = None
+    mode: Literal["fast", "slow"] = "fast"
+    point: Point | None = None
+    points: list[Point] = []
+    tags: list[str] = []
+    weights: dict[str, float] = {}
+    matrix: list[list[float]] = []
+    groups: dict[str, list[int]] = {}
+    when: datetime | None = None
+    wait: timedelta | None = None
+    note: str | None  # Optional without a default: absent means None
+
+
+class EchoInput(EchoFields):
+    """What the echo model reads."""
+
+    fail: bool = Field(default=False, description="Raise inside the model.")
+    sleep: float = Field(default=0.0, description="Seconds to sleep inside the model.")
+    started_marker: str = Field(default="", description="A file to create when predict starts.")
+
+
+class EchoOutput(EchoFields):
+    """The input, echoed, and which input fields were sent."""
+
+    fields_set: list[str] = []
+
+
+class EchoModel:
+    qualified_name = "echo_model"
+    display_name = "Echo Model"
+    description = "Echoes its input; raises or sleeps on request."
+    version = "1.0.0"
+    input_schema = EchoInput
+    output_schema = EchoOutput
+
+    def predict(self, data: EchoInput) -> EchoOutput:
+        if data.started_marker:
+            Path(data.started_marker).touch()
+        if data.fail:
+            raise RuntimeError("the echo model was asked to fail")
+        if data.sleep:
+            time.sleep(data.sleep)
+        values = data.model_dump(exclude={"fail", "sleep", "started_marker"})
+        return EchoOutput(**values, fields_set=sorted(data.model_fields_set))
+
+
+# -- evolve_model: three releases of major 1, one of major 2 ----------------------------------
+
+
+class KindV1(enum.StrEnum):
+    """What kind of thing."""
+
+    alpha = "alpha"
+    beta = "beta"
+
+
+class KindV11(enum.StrEnum):
+    """What kind of thing."""
+
+    alpha = "alpha"
+    beta = "beta"
+    gamma = "gamma"
+
+
+KindV1.__name__ = KindV11.__name__ = "Kind"  # one enum, at two releases
+
+
+class EvolveIn100(BaseModel):
+    """Input of 1.0.0."""
+
+    a: float
+    b: str
+    c: int = 0
+    kind: KindV1 = KindV1.alpha
+
+
+class EvolveOut100(BaseModel):
+    """Output of 1.0.0."""
+
+    total: float
+    label: str
+    kind: KindV1
+
+
+class EvolveIn110(BaseModel):
+    """Input of 1.1.0: adds d and the enum value gamma."""
+
+    a: float
+    b: str
+    c: int = 0
+    kind: KindV11 = KindV11.alpha
+    d: float | None = None
+
+
+class EvolveOut110(BaseModel):
+    """Output of 1.1.0: adds extra."""
+
+    total: float
+    label: str
+    kind: KindV11
+    extra: str = "new in 1.1"
+
+
+class EvolveIn120(BaseModel):
+    """Input of 1.2.0: c is gone."""
+
+    a: float
+    b: str
+    kind: KindV11 = KindV11.alpha
+    d: float | None = None
+
+
+class EvolveIn200(BaseModel):
+    """Input of 2.0.0: b is an integer now."""
+
+    a: float
+    b: int
+
+
+class EvolveOut200(BaseModel):
+    """Output of 2.0.0."""
+
+    total: float
+
+
+class _Evolve:
+    qualified_name = "evolve_model"
+    display_name = "Evolve Model"
+    description = "A model that changes between releases."
+
+
+class Evolve100(_Evolve):
+    version = "1.0.0"
+    input_schema = EvolveIn100
+    output_schema = EvolveOut100
+
+    def predict(self, data: EvolveIn100) -> EvolveOut100:
+        return EvolveOut100(total=data.a + data.c, label=data.b.upper(), kind=data.kind)
+
+
+class Evolve110(_Evolve):
+    version = "1.1.0"
+    input_schema = EvolveIn110
+    output_schema = EvolveOut110
+
+    def predict(self, data: EvolveIn110) -> EvolveOut110:
+        return EvolveOut110(total=data.a + data.c + (data.d or 0.0), label=data.b.upper(), kind=data.kind)
+
+
+class Evolve120(_Evolve):
+    version = "1.2.0"
+    input_schema = EvolveIn120
+    output_schema = EvolveOut110
+
+    def predict(self, data: EvolveIn120) -> EvolveOut110:
+        return EvolveOut110(total=data.a + (data.d or 0.0), label=data.b.upper(), kind=data.kind)
+
+
+class Evolve200(_Evolve):
+    version = "2.0.0"
+    input_schema = EvolveIn200
+    output_schema = EvolveOut200
+
+    def predict(self, data: EvolveIn200) -> EvolveOut200:
+        return EvolveOut200(total=data.a * data.b)
+
+
+class EvolveIn100Plus(EvolveIn100):
+    """Input of 1.0.0 with one more field."""
+
+    d: float | None = None
+
+
+class Evolve100Changed(_Evolve):
+    """Claims 1.0.0 but adds a field: not the rendered release."""
+
+    version = "1.0.0"
+    input_schema = EvolveIn100Plus
+    output_schema = EvolveOut100
+
+    def predict(self, data: Any) -> Any:
+        raise AssertionError("never served")
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def register_models(db_url: str, protos: Path, models: Sequence[Any]) -> Path:
+    """Register ``models`` in order with the real registry and render ``protos``."""
+    with open_registry(db_url) as registry:
+        for model in models:
+            registry.register(extract_schema(model))
+        write_tree(protos, render_tree(registry.served_packages()))
+    return protos
+
+
+def repo_protos() -> ProtoTree:
+    """The committed ``proto_versions/`` (iris_model), compiled."""
+    return load_protos(REPO / "proto_versions")
+
+
+@contextmanager
+def running(
+    models: Sequence[Any], protos: Path | ProtoTree, **options: Any
+) -> Iterator[tuple[ModelServer, str]]:
+    """A started server on a free loopback port; stopped (no grace) on exit."""
+    options.setdefault("address", "127.0.0.1:0")
+    server = create_server(models, protos, ServeOptions(**options))
+    port = server.start()
+    try:
+        yield server, f"127.0.0.1:{port}"
+    finally:
+        server.stop(0)
+
+
+def raw_call(channel: grpc.Channel, method: str, payload: bytes, timeout: float | None = None) -> bytes:
+    """A unary call with raw bytes both ways."""
+    result: bytes = channel.unary_unary(method)(payload, timeout=timeout)
+    return result
