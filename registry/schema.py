@@ -156,20 +156,20 @@ def _docstring(cls: type) -> str:
     return inspect.cleandoc(doc) if isinstance(doc, str) else ""
 
 
-def _strip_annotated(tp: Any) -> Any:
+def strip_annotated(tp: Any) -> Any:
     while typing.get_origin(tp) is typing.Annotated:
         tp = typing.get_args(tp)[0]
     return tp
 
 
-def _split_optional(tp: Any) -> tuple[Any, bool]:
+def split_optional(tp: Any) -> tuple[Any, bool]:
     """``Optional[X]`` -> ``(X, True)``; anything else -> ``(tp, False)``."""
-    tp = _strip_annotated(tp)
+    tp = strip_annotated(tp)
     origin = typing.get_origin(tp)
     if origin is Union or origin is types.UnionType:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return _strip_annotated(args[0]), True
+            return strip_annotated(args[0]), True
     return tp, False
 
 
@@ -267,9 +267,9 @@ class _Extractor:
 
     def element(self, tp: Any, path: str, override: str | None, owner: str) -> TypeSpec:
         """The proto element type of ``tp`` (no list, dict or Optional around it)."""
-        tp = _strip_annotated(tp)
+        tp = strip_annotated(tp)
         origin = typing.get_origin(tp)
-        if origin in (list, dict) or _split_optional(tp)[1]:
+        if origin in (list, dict) or split_optional(tp)[1]:
             raise AssertionError("containers are handled by the caller")
         if tp is bool:
             return self.scalar("bool", override, ("bool",), path)
@@ -325,7 +325,7 @@ class _Extractor:
 
     def wrapper(self, inner: Any, path: str, override: str | None, owner: str) -> TypeSpec:
         """A message that holds a list or a map, for nested containers proto cannot nest."""
-        inner = _strip_annotated(inner)
+        inner = strip_annotated(inner)
         origin = typing.get_origin(inner)
         if origin is list:
             (item,) = typing.get_args(inner) or (None,)
@@ -349,7 +349,7 @@ class _Extractor:
         """The element of a list or a map value: may itself be a container (-> wrapper)."""
         if tp is None:
             raise self.fail(path, "a bare list or dict needs an element type, e.g. list[float]")
-        tp, optional = _split_optional(tp)
+        tp, optional = split_optional(tp)
         if optional:
             raise self.fail(
                 path,
@@ -370,7 +370,7 @@ class _Extractor:
         override = extra.get("type")
         renamed = extra.get("renamed_from", ())
         renamed_from = (renamed,) if isinstance(renamed, str) else tuple(renamed)
-        tp, optional = _split_optional(info.annotation)
+        tp, optional = split_optional(info.annotation)
         required = info.is_required() and not optional
         description = info.description or ""
         origin = typing.get_origin(tp)
@@ -441,7 +441,7 @@ def _dict_args(tp: Any, extractor: _Extractor, path: str) -> tuple[str, Any]:
     args = typing.get_args(tp)
     if len(args) != 2:
         raise extractor.fail(path, "a bare dict needs key and value types, e.g. dict[str, float]")
-    key = _strip_annotated(args[0])
+    key = strip_annotated(args[0])
     key_type = {str: "string", int: "int64", bool: "bool"}.get(key)
     if key_type is None:
         raise extractor.fail(path, f'map key type "{_describe(key)}" is not supported; use str, int or bool')

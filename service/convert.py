@@ -27,7 +27,7 @@ from google.protobuf import descriptor
 from google.protobuf.message import Message
 from pydantic import BaseModel, ValidationError
 
-from registry.schema import DURATION, TIMESTAMP, ModelSchema, _split_optional, _strip_annotated
+from registry.schema import DURATION, TIMESTAMP, ModelSchema, split_optional, strip_annotated
 
 FD = descriptor.FieldDescriptor
 
@@ -255,7 +255,7 @@ class CodecBuilder:
             fd = msg_type.fields_by_name.get(name)
             if fd is None:
                 raise BindError(f'message "{msg_type.full_name}" has no field "{name}"')
-            tp, optional = _split_optional(info.annotation)
+            tp, optional = split_optional(info.annotation)
             origin = typing.get_origin(tp)
             path = f"{msg_type.full_name}.{name}"
             if origin is list:
@@ -280,7 +280,7 @@ class CodecBuilder:
         return codec
 
     def element(self, tp: Any, fd: descriptor.FieldDescriptor, path: str) -> Any:
-        tp, _ = _split_optional(_strip_annotated(tp))
+        tp, _ = split_optional(strip_annotated(tp))
         origin = typing.get_origin(tp)
         if origin in (list, dict):
             wrapper = fd.message_type
