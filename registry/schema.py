@@ -216,7 +216,7 @@ class _Extractor:
         if cls in self.class_names:
             return self.class_names[cls]
         name = cls.__name__
-        if not MESSAGE_NAME.match(name):
+        if not MESSAGE_NAME.fullmatch(name):
             raise self.fail(
                 path, f'class name "{name}" is not a PascalCase proto message name; rename the class'
             )
@@ -233,7 +233,7 @@ class _Extractor:
                  origin: str, path: str) -> str:
         if key in self.enum_classes:
             return self.enum_classes[key]
-        if not MESSAGE_NAME.match(name):
+        if not MESSAGE_NAME.fullmatch(name):
             raise self.fail(path, f'enum name "{name}" is not a PascalCase proto enum name; rename it')
         self.claim(name, origin, path, key)
         prefix = upper_snake(name)
@@ -241,7 +241,7 @@ class _Extractor:
         seen: dict[str, str] = {}
         for value_label, value in values:
             proto_name = f"{prefix}_{upper_snake(value_label)}"
-            if not upper_snake(value_label) or not IDENTIFIER.match(proto_name):
+            if not upper_snake(value_label) or not IDENTIFIER.fullmatch(proto_name):
                 raise self.fail(
                     path, f'enum value "{value_label}" of "{name}" cannot become a proto identifier'
                 )
@@ -360,7 +360,7 @@ class _Extractor:
         return self.element(tp, path, override, owner)
 
     def field(self, owner: str, name: str, info: FieldInfo, path: str) -> FieldSpec:
-        if not FIELD_NAME.match(name):
+        if not FIELD_NAME.fullmatch(name):
             raise self.fail(
                 path,
                 f'field name "{name}" is not a lower_snake_case proto field name; rename it '
@@ -464,7 +464,7 @@ def extract_schema(model: Any) -> ModelSchema:
 
     meta = model_metadata(model)
     name = meta.qualified_name
-    if not MODEL_NAME.match(name):
+    if not MODEL_NAME.fullmatch(name):
         raise SchemaError(
             name, "", f'qualified_name "{name}" must be lower_snake_case (it becomes the proto package)'
         )

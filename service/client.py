@@ -22,6 +22,8 @@ from grpc_status import rpc_status
 
 from registry.errors import ProtoregError, UsageError
 
+from .auth import with_token
+
 
 class PredictCallError(ProtoregError):
     """The server answered with an error status."""
@@ -56,11 +58,14 @@ class PredictTarget:
     address: str
     tls: ClientTLS | None = None
     options: list[tuple[str, str]] = field(default_factory=list)
+    token: str | None = None  # sent as `authorization: Bearer <token>` on every call
 
     def channel(self) -> grpc.Channel:
         if self.tls is None:
-            return grpc.insecure_channel(self.address, options=self.options)
-        return grpc.secure_channel(self.address, self.tls.credentials(), options=self.options)
+            channel = grpc.insecure_channel(self.address, options=self.options)
+        else:
+            channel = grpc.secure_channel(self.address, self.tls.credentials(), options=self.options)
+        return with_token(channel, self.token)
 
 
 def find_service(services: list[str], model: str, major: int | None) -> str:

@@ -17,6 +17,8 @@ import click
 from registry.errors import UsageError
 
 TLS_PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
+# not exists=True: service.auth.read_token says what is wrong with the file and how to fix it
+TOKEN_PATH = click.Path(dir_okay=False, path_type=Path)
 
 
 @click.command()
@@ -34,6 +36,9 @@ TLS_PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
               metavar="SECONDS", help="How long in-flight calls may run on after SIGTERM/SIGINT.")
 @click.option("--workers", type=click.IntRange(min=1), default=16, show_default=True,
               help="Threads answering calls.")
+@click.option("--auth-token-file", type=TOKEN_PATH, metavar="PATH",
+              help="A file holding one bearer token; every call but health must send "
+                   "`authorization: Bearer <token>` or is UNAUTHENTICATED.")
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -46,6 +51,7 @@ def serve(
     max_message_bytes: int,
     grace: float,
     workers: int,
+    auth_token_file: Path | None,
 ) -> None:
     """Serve models over gRPC from the releases rendered in --protos.
 
@@ -55,6 +61,7 @@ def serve(
     """
     from registry.loader import entry_point_models
 
+    from .auth import read_token
     from .server import ServeOptions, serve_refs
 
     refs = list(model_refs)
@@ -63,6 +70,7 @@ def serve(
     if not refs:
         raise UsageError("name at least one MODEL_REF (module:Class or an entry-point name), or pass --all")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    auth_token = read_token(auth_token_file) if auth_token_file is not None else None
     options = ServeOptions(
         address=address,
         max_message_bytes=max_message_bytes,
@@ -70,6 +78,7 @@ def serve(
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
         workers=workers,
+        auth_token=auth_token,
     )
     server = serve_refs(refs, ctx.obj["protos_dir"], options)
     stop = threading.Event()
@@ -106,6 +115,8 @@ def serve(
 @click.option("--tls-ca", type=TLS_PATH, help="Use TLS, trusting this CA (PEM).")
 @click.option("--tls-cert", type=TLS_PATH, help="Client certificate (PEM), for mutual TLS.")
 @click.option("--tls-key", type=TLS_PATH, help="Client private key (PEM), for mutual TLS.")
+@click.option("--auth-token-file", type=TOKEN_PATH, metavar="PATH",
+              help="A file holding the server's bearer token, sent on every call.")
 def predict(
     model: str,
     payload: str,
@@ -115,11 +126,13 @@ def predict(
     tls_ca: Path | None,
     tls_cert: Path | None,
     tls_key: Path | None,
+    auth_token_file: Path | None,
 ) -> None:
     """Call MODEL's Predict on a running server, finding it by reflection; print the answer as JSON.
 
     Exits 1 with the gRPC status (and any field violations) when the call fails.
     """
+    from .auth import read_token
     from .client import ClientTLS, PredictTarget, predict_json
 
     tls = None
@@ -127,4 +140,5 @@ def predict(
         if bool(tls_cert) != bool(tls_key):
             raise UsageError("mutual TLS needs both --tls-cert and --tls-key")
         tls = ClientTLS(tls_ca, tls_cert, tls_key)
-    click.echo(predict_json(PredictTarget(address, tls), model, payload, major, timeout))
+    token = read_token(auth_token_file) if auth_token_file is not None else None
+    click.echo(predict_json(PredictTarget(address, tls, token=token), model, payload, major, timeout))

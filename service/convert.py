@@ -102,7 +102,10 @@ class _Timestamp:
     message = True
 
     def decode(self, value: Any) -> datetime:
-        return value.ToDatetime(tzinfo=UTC)
+        try:
+            return value.ToDatetime(tzinfo=UTC)
+        except (ValueError, OverflowError) as error:  # seconds or nanos outside Timestamp's range
+            raise RequestError(f"not a valid google.protobuf.Timestamp ({error})") from error
 
     def fill(self, target: Any, value: datetime) -> None:
         target.FromDatetime(value)
@@ -112,7 +115,10 @@ class _Duration:
     message = True
 
     def decode(self, value: Any) -> timedelta:
-        return value.ToTimedelta()
+        try:
+            return value.ToTimedelta()
+        except (ValueError, OverflowError) as error:  # seconds or nanos outside Duration's range
+            raise RequestError(f"not a valid google.protobuf.Duration ({error})") from error
 
     def fill(self, target: Any, value: timedelta) -> None:
         target.FromTimedelta(value)

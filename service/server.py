@@ -8,6 +8,10 @@ request id that also appears, with the traceback, in the log. Unknown services a
 gRPC itself.
 
 The registry service (``protoreg.registry.v1``) answers from ``proto_versions/`` only.
+
+Two interceptors see every call first: the bearer-token check of ``service/auth.py`` (when a token
+is configured) and ``service/decoding.py``, which makes bytes the standard services cannot parse
+``INVALID_ARGUMENT`` rather than gRPC's ``INTERNAL``.
 """
 
 from __future__ import annotations
@@ -31,11 +35,15 @@ from grpc_status import rpc_status
 
 from registry.errors import ProtoregError
 from registry.loader import load_model
-from registry.schema import STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE
+from registry.schema import MODEL_NAME, STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE
 
+from .auth import BearerTokenInterceptor
 from .binding import ServedModel, bind_model, describe_field
 from .compile import REGISTRY_PACKAGE, ProtoTree, load_protos
 from .convert import RequestError, Violation
+from .decoding import DecodeGuardInterceptor
+from .health import ListingHealthServicer
+from .limits import bounded_status, cut
 
 log = logging.getLogger("protoreg.service")
 
@@ -57,12 +65,14 @@ class ServeOptions:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     workers: int = 16
+    auth_token: str | None = None  # when set, every call but health needs it (service/auth.py)
 
 
 # -- status helpers ----------------------------------------------------------------------------
 
 
 def _abort_invalid(context: grpc.ServicerContext, message: str, violations: Sequence[Violation]) -> NoReturn:
+    message, violations = bounded_status(message, violations)
     status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message)
     if violations:
         detail = error_details_pb2.BadRequest(
@@ -217,9 +227,13 @@ class RegistryServicer:
         )
 
     def _lines(self, name: str, context: grpc.ServicerContext) -> list[ServedModel]:
+        if not MODEL_NAME.fullmatch(name):  # fullmatch: the pattern's "$" would let a final "\n" in
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f'"{cut(name, 64)}" is not a model name; model names are lower_snake_case, '
+                          'like "iris_model"')
         if name not in self.models:
             served = ", ".join(sorted(self.models)) or "none"
-            context.abort(grpc.StatusCode.NOT_FOUND, f'model "{name}" is not served here (served: {served})')
+            context.abort(grpc.StatusCode.NOT_FOUND, f'model "{cut(name, 64)}" is not served here (served: {served})')
         return self.models[name]
 
     def _line(self, name: str, major: int, context: grpc.ServicerContext) -> ServedModel:
@@ -336,7 +350,7 @@ class ModelServer:
         # Blocking Watch streams: the non-blocking mode sends under the servicer's lock and can
         # deadlock against a watch closing at the same moment (seen on shutdown), so each Watch
         # holds a worker thread instead.
-        self.health = health.HealthServicer(experimental_non_blocking=False)
+        self.health = ListingHealthServicer(experimental_non_blocking=False)
         limit = options.max_message_bytes
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="protoreg"),
@@ -344,6 +358,10 @@ class ModelServer:
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share
+            ],
+            interceptors=[
+                *([BearerTokenInterceptor(options.auth_token)] if options.auth_token else []),
+                DecodeGuardInterceptor(),
             ],
         )
         handlers = [ModelServicer(m, tree).handler() for m in self.models]

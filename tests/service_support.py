@@ -8,14 +8,20 @@ temporary directory) and compiled by the real ``protoc``; servers listen on free
 from __future__ import annotations
 
 import enum
+import os
+import select
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import grpc
+from google.protobuf.message import Message
 from pydantic import BaseModel, Field
 
 from registry.render import render_tree, write_tree
@@ -245,6 +251,42 @@ class Evolve100Changed(_Evolve):
         raise AssertionError("never served")
 
 
+# -- tree_model: every echo type plus a recursive message, and no hooks ------------------------
+
+
+class Node(BaseModel):
+    """A node of a tree (a recursive message: requests can nest as deep as a client likes)."""
+
+    value: int = 0
+    children: list[Node] = []
+
+
+class TreeInput(EchoFields):
+    """The echo fields and a tree; no field makes the model fail, sleep or touch files."""
+
+    tree: Node | None = None
+
+
+class TreeOutput(EchoFields):
+    """The input, echoed."""
+
+    tree: Node | None = None
+
+
+class TreeModel:
+    """What the fuzz tests serve: every answer it gives comes from protoreg's code, not a hook."""
+
+    qualified_name = "tree_model"
+    display_name = "Tree Model"
+    description = "Echoes its input, a recursive tree included."
+    version = "1.0.0"
+    input_schema = TreeInput
+    output_schema = TreeOutput
+
+    def predict(self, data: TreeInput) -> TreeOutput:
+        return TreeOutput(**data.model_dump())
+
+
 # -- helpers ----------------------------------------------------------------------------------
 
 
@@ -280,3 +322,122 @@ def raw_call(channel: grpc.Channel, method: str, payload: bytes, timeout: float 
     """A unary call with raw bytes both ways."""
     result: bytes = channel.unary_unary(method)(payload, timeout=timeout)
     return result
+
+
+def start_serve(
+    protos: Path, refs: Sequence[str], *args: str, address: str = "127.0.0.1:0", startup: float = 120.0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``protoreg serve`` in a subprocess, once it listens: the process and its ``host:port``.
+
+    Its stderr goes to a file next to ``protos`` (the server logs there, and a pipe nobody reads
+    would fill up and block it under load).
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    log = open(protos.parent / "serve.log", "a", encoding="utf-8")  # noqa: SIM115 (the process owns it)
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "protoreg"),
+            "--protos",
+            str(protos),
+            "serve",
+            *refs,
+            "--address",
+            address,
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=env,
+        cwd=protos.parent,
+    )
+    log.close()
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    output = b""
+    deadline = time.monotonic() + startup
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        chunk = os.read(fd, 4096) if ready else b""
+        if not chunk:  # the deadline passed, or the process exited
+            break
+        output += chunk
+        for line in output.decode("utf-8", "replace").splitlines():
+            if line.startswith("listening on "):
+                return process, line.split()[2]
+    process.kill()
+    process.wait()
+    logged = (protos.parent / "serve.log").read_text(encoding="utf-8")
+    raise AssertionError(f"serve did not start: {output.decode('utf-8', 'replace')}{logged[-2000:]}")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Kill ``process`` (one we started) if it still runs, and reap it."""
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+# -- every method of a server, for the fuzz and access tests -----------------------------------
+
+CALL_TIMEOUT = 60.0  # only so a hung server fails a test instead of hanging it
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of the running server, as the fuzzer sees it."""
+
+    path: str
+    request: type[Message]
+    request_streaming: bool
+    response_streaming: bool
+    not_found_ok: bool = False  # the method reports unknown names with NOT_FOUND
+
+    def __repr__(self) -> str:  # what hypothesis prints for a failing example
+        return self.path
+
+
+STANDARD_SERVICES = (
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+)
+NOT_FOUND_OK = ("/protoreg.registry.v1.RegistryService/", "/grpc.health.v1.Health/Check")
+
+
+def server_methods(tree: ProtoTree) -> list[Method]:
+    """Every method a server for ``tree`` offers: the models', the registry's, health's, reflection's."""
+    found: list[Method] = []
+    services = [r.service for r in tree.releases.values()]
+    names = ("protoreg.registry.v1.RegistryService", *STANDARD_SERVICES)
+    services += [tree.pool.FindServiceByName(name) for name in names]
+    for service in services:
+        for method in service.methods:
+            path = f"/{service.full_name}/{method.name}"
+            found.append(
+                Method(
+                    path,
+                    tree.message_class(method.input_type.full_name),
+                    method.client_streaming,
+                    method.server_streaming,
+                    not_found_ok=path.startswith(NOT_FOUND_OK),
+                )
+            )
+    return found
+
+
+def send(channel: grpc.Channel, method: Method, payloads: list[bytes]) -> tuple[grpc.StatusCode, str]:
+    """One call with raw payloads; the status it ended with (a Watch is cancelled after one answer)."""
+    try:
+        if not method.request_streaming and not method.response_streaming:
+            raw_call(channel, method.path, payloads[0], timeout=CALL_TIMEOUT)
+        elif not method.request_streaming:
+            call = channel.unary_stream(method.path)(payloads[0], timeout=CALL_TIMEOUT)
+            next(call, None)  # Watch never ends by itself: one answer (or the error) is enough
+            call.cancel()
+        else:
+            list(channel.stream_stream(method.path)(iter(payloads), timeout=CALL_TIMEOUT))
+    except grpc.RpcError as error:
+        return error.code(), error.details() or ""
+    return grpc.StatusCode.OK, ""

@@ -199,6 +199,36 @@ def test_mutual_tls_requires_a_client_certificate(tree: ProtoTree, certs: Path) 
         assert (code, json.loads(out or "{}")) == (0, {"species": "SPECIES_SETOSA"}), err
 
 
+def test_mutual_tls_refuses_a_client_certificate_from_another_ca(
+    tree: ProtoTree, certs: Path, tmp_path: Path
+) -> None:
+    """A client certificate that is well-formed but signed by a CA the server does not trust."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", "rogue.key", "-out", "rogue.pem", "-days", "2",
+             "-subj", "/CN=rogue", "-addext", "extendedKeyUsage=clientAuth", cwd=tmp_path)
+    tls = {"tls_cert": certs / "server.pem", "tls_key": certs / "server.key", "tls_client_ca": certs / "ca.pem"}
+    with running([IrisModel], tree, **tls) as (_server, address):
+        code, _, err = predict(
+            "iris_model", "--address", address, "--tls-ca", str(certs / "ca.pem"),
+            "--tls-cert", str(tmp_path / "rogue.pem"), "--tls-key", str(tmp_path / "rogue.key"),
+            "--json", SETOSA, "--timeout", "10",
+        )
+        assert code == 1 and "UNAVAILABLE" in err
+
+
+def test_tls_and_a_bearer_token_together(tree: ProtoTree, certs: Path, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("tls-and-token\n")
+    token.chmod(0o600)
+    tls = {"tls_cert": certs / "server.pem", "tls_key": certs / "server.key"}
+    base = ["iris_model", "--tls-ca", str(certs / "ca.pem"), "--json", SETOSA]
+    with running([IrisModel], tree, auth_token="tls-and-token", **tls) as (_server, address):
+        code, out, err = predict(*base, "--address", address, "--auth-token-file", str(token))
+        assert (code, json.loads(out or "{}")) == (0, {"species": "SPECIES_SETOSA"}), err
+        code, _, err = predict(*base, "--address", address)
+        assert code == 1 and "UNAUTHENTICATED" in err
+
+
 # -- serve in a subprocess: SIGTERM drains in-flight calls --------------------------------------
 
 
