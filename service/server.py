@@ -350,7 +350,9 @@ class ModelServer:
         # Blocking Watch streams: the non-blocking mode sends under the servicer's lock and can
         # deadlock against a watch closing at the same moment (seen on shutdown), so each Watch
         # holds a worker thread instead.
-        self.health = ListingHealthServicer(experimental_non_blocking=False)
+        self.health = ListingHealthServicer(
+            experimental_non_blocking=False, max_watchers=max(1, options.workers // 4)
+        )
         limit = options.max_message_bytes
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="protoreg"),

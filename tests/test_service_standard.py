@@ -72,6 +72,32 @@ def test_health_turns_not_serving_when_shutdown_begins(tree: ProtoTree) -> None:
     assert seconds == {"": NOT_SERVING, IRIS_SERVICE: NOT_SERVING}
 
 
+def test_health_watch_streams_are_capped_so_they_cannot_starve_the_models(tree: ProtoTree) -> None:
+    # 8 workers -> at most 2 watchers; health needs no token, so an uncapped Watch is a cheap DoS.
+    with running([IrisModel], tree, workers=8) as (_server, address), grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        watches = [stub.Watch(health_pb2.HealthCheckRequest(service="")) for _ in range(2)]
+        assert [next(w).status for w in watches] == [SERVING, SERVING]
+        with pytest.raises(grpc.RpcError) as caught:
+            next(stub.Watch(health_pb2.HealthCheckRequest(service="")))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "poll with Check" in (caught.value.details() or "")
+        assert stub.Check(health_pb2.HealthCheckRequest(service="")).status == SERVING
+        watches[0].cancel()
+        for _ in range(50):  # the slot frees once the server sees the cancellation
+            try:
+                again = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+                assert next(again).status == SERVING
+                again.cancel()
+                break
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                threading.Event().wait(0.1)
+        else:
+            pytest.fail("a cancelled Watch never gave its slot back")
+        watches[1].cancel()
+
+
 # -- reflection -------------------------------------------------------------------------------
 
 
