@@ -4,12 +4,16 @@ Tables: ``models``; ``releases`` (one immutable row per model version, holding t
 numbered IR snapshot and the rendered text); ``messages`` and ``enums`` (numbering scopes);
 ``fields`` and ``enum_values`` (the allocation ledger: one row per number ever handed out, unique
 per scope, so the database itself refuses a duplicate); ``reservations`` (what each release
-reserves). Alembic owns the schema (``migrations/``); :func:`open_registry` upgrades a database
+reserves); ``lineages`` (per model, a summary of every snapshot for the checker's history rules,
+see :mod:`registry.lineage`; derived data, rebuilt from the snapshots whenever it is missing or
+behind). Alembic owns the schema (``migrations/``); :func:`open_registry` upgrades a database
 when it opens it and refuses one written by a newer protoreg.
 
 Registration is one transaction that holds the model's write lock from its first read to its
 commit: ``BEGIN IMMEDIATE`` on SQLite, ``SELECT ... FOR UPDATE`` on the model row elsewhere.
-Transient lock and serialisation errors are retried.
+Transient lock and serialisation errors are retried. Its cost does not grow with the number
+of releases: it reads the release with the same version, the newest release and the lineage with
+targeted queries and parses no other snapshot.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -52,8 +59,9 @@ from .errors import (
     VersionError,
 )
 from .faults import crash_point
+from .lineage import FORMAT as LINEAGE_FORMAT
+from .lineage import Lineage, lineage_of
 from .numbering import Change, History, Numbered, Scope, Slot, allocate_numbers
-from .render import render_package
 from .schema import ModelSchema
 from .versioning import Version, parse_version
 
@@ -92,6 +100,9 @@ class ReleaseRow(Base):
     __table_args__ = (
         UniqueConstraint("model_id", "version", name="uq_releases_model_version"),
         UniqueConstraint("model_id", "seq", name="uq_releases_model_seq"),
+        # Covers the queries registration runs (every version in order, the highest version)
+        # without reading release rows, which hold a schema, a snapshot and a .proto each.
+        Index("ix_releases_model_order", "model_id", "seq", "version", "major", "minor", "patch"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
@@ -168,6 +179,16 @@ class ReservationRow(Base):
     name: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
 
+class LineageRow(Base):
+    """The model's :class:`~registry.lineage.Lineage` with every release up to ``release_seq`` folded in."""
+
+    __tablename__ = "lineages"
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    release_seq: Mapped[int] = mapped_column(Integer)
+    format: Mapped[int] = mapped_column(Integer)
+    lineage_json: Mapped[str] = mapped_column(Text)
+
+
 # -- public results ------------------------------------------------------------------------
 
 
@@ -180,7 +201,12 @@ class ReleaseInfo:
     changes: tuple[str, ...]
     package: ir.Package
     proto_text: str
-    schema: dict[str, Any] = field(compare=False, default_factory=dict)
+    schema_json: str = field(compare=False, default="{}", repr=False)
+
+    @cached_property
+    def schema(self) -> dict[str, Any]:
+        """The schema tree the release was registered with (parsed when first asked for)."""
+        return dict(json.loads(self.schema_json))
 
     @property
     def parsed_version(self) -> Version:
@@ -199,7 +225,30 @@ class RegisterResult:
     previous: ReleaseInfo | None
 
 
-Gate = Callable[[list[ReleaseInfo], Numbered, ModelSchema], None]
+@dataclass(frozen=True)
+class ReleaseLine:
+    """What the checker needs of a model's releases, read without parsing every snapshot.
+
+    ``versions`` lists every release, oldest first; ``newest`` is the highest version (the first
+    registered among equals, as :func:`~registry.compat.engine.check_release` picks it);
+    ``lineage`` summarises every release in registration order. ``load_all`` parses every
+    release (only for checks against an older baseline); inside a registration it must be called
+    before the gate returns.
+    """
+
+    model: str
+    versions: tuple[str, ...]
+    newest: ReleaseInfo | None
+    lineage: Lineage
+    load_all: Callable[[], list[ReleaseInfo]]
+
+    @property
+    def newest_is_last(self) -> bool:
+        """Whether the newest release is also the last registered (the registry's invariant)."""
+        return self.newest is None or self.versions[-1] == self.newest.version
+
+
+Gate = Callable[[ReleaseLine, Numbered, ModelSchema], None]
 """Called inside the registration transaction before anything is written; raises to refuse."""
 
 
@@ -290,8 +339,42 @@ def _known_revisions() -> set[str]:
     return {rev.revision for rev in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
 
 
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*=\s*['\"]?([\w-]+|None)['\"]?\s*$", re.MULTILINE)
+
+
+def _head_from_files() -> str | None:
+    """The head revision read from ``migrations/versions/*.py`` without importing Alembic.
+
+    Alembic costs a fifth of a second to import and load; a database already at head (nearly
+    every open) needs neither. None when the files do not say it plainly (Alembic decides then).
+    """
+    import migrations
+
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (Path(migrations.__file__).parent / "versions").glob("*.py"):
+        found = dict((key, value) for key, value in _REVISION_LINE.findall(path.read_text()))
+        if "revision" in found:
+            revisions.add(found["revision"])
+            parents.add(found.get("down_revision", "None"))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    except DBAPIError:
+        return None
+    return str(rows[0][0]) if len(rows) == 1 else None
+
+
 def ensure_schema(engine: Engine, url: str) -> None:
     """Upgrade the database to the head revision, or refuse one newer than this protoreg."""
+    quick_head = _head_from_files()
+    if quick_head is not None and _stored_revision(engine) == quick_head:
+        return
     from alembic import command
 
     head = schema_head()
@@ -391,27 +474,59 @@ class Registry:
             return [_release_info(model, r) for r in row.releases]
 
     def release(self, model: str, version: str | None = None) -> ReleaseInfo:
-        """One release (the newest when ``version`` is None)."""
-        releases = self.releases(model)
-        if not releases:
+        """One release (the last registered when ``version`` is None)."""
+        with self._session() as session:
+            row = self._model_row(session, model)
+            query = select(ReleaseRow).where(ReleaseRow.model_id == row.id)
+            if version is None:
+                found = session.scalar(query.order_by(ReleaseRow.seq.desc()).limit(1))
+                if found is None:
+                    raise NotFoundError(f'Model "{model}" has no releases yet; register it first')
+                return _release_info(model, found)
+            found = session.scalar(query.where(ReleaseRow.version == version))
+            if found is not None:
+                return _release_info(model, found)
+            known = [v for _, v in _versions(session, row.id)]
+        if not known:
             raise NotFoundError(f'Model "{model}" has no releases yet; register it first')
-        if version is None:
-            return releases[-1]
-        for release in releases:
-            if release.version == version:
-                return release
-        known = ", ".join(r.version for r in releases)
-        raise NotFoundError(f'Model "{model}" has no release "{version}" (releases: {known})')
+        raise NotFoundError(f'Model "{model}" has no release "{version}" (releases: {", ".join(known)})')
 
     def served_packages(self) -> list[ir.Package]:
         """The newest release of every major line of every model: what proto_versions/ holds."""
         packages = []
-        for model in self.model_names():
-            newest: dict[int, ReleaseInfo] = {}
-            for release in self.releases(model):
-                newest[release.parsed_version.major] = release
-            packages += [newest[m].package for m in sorted(newest)]
+        with self._session() as session:
+            for model in session.scalars(select(ModelRow).order_by(ModelRow.name)):
+                last: dict[int, int] = {}  # major -> id of its last registered release
+                query = (
+                    select(ReleaseRow.major, ReleaseRow.id)
+                    .where(ReleaseRow.model_id == model.id)
+                    .order_by(ReleaseRow.seq)
+                )
+                for major, release_id in session.execute(query):
+                    last[major] = release_id
+                for major in sorted(last):
+                    snapshot = session.scalar(select(ReleaseRow.snapshot_json).where(ReleaseRow.id == last[major]))
+                    packages.append(ir.package_from_dict(json.loads(snapshot or "{}")))
         return packages
+
+    def release_line(self, model: str) -> ReleaseLine | None:
+        """The model's :class:`ReleaseLine` for a check, or None when it is not registered."""
+        with self._session() as session:
+            row = session.scalar(select(ModelRow).where(ModelRow.name == model))
+            if row is None:
+                return None
+            line = _release_line(session, model, row.id)
+            # Outside the session the full list can only be read through a new one.
+            return ReleaseLine(line.model, line.versions, line.newest, line.lineage, lambda: self.releases(model))
+
+    def stored_lineage(self, model: str) -> tuple[int, int, Lineage] | None:
+        """The model's stored lineage as ``(release_seq, format, lineage)``, or None when there is none."""
+        with self._session() as session:
+            row = self._model_row(session, model)
+            stored = session.get(LineageRow, row.id)
+            if stored is None:
+                return None
+            return stored.release_seq, stored.format, Lineage.from_dict(json.loads(stored.lineage_json))
 
     def history(self, model: str) -> History:
         with self._session() as session:
@@ -457,9 +572,13 @@ class Registry:
         with Session(self.engine) as session, session.begin():
             model = self._lock_model(session, schema, create=not dry_run)
             crash_point("locked")
-            releases = [_release_info(schema.model, r) for r in model.releases] if model else []
-            existing = next((r for r in releases if r.version == schema.version), None)
-            if existing is not None:
+            found = None
+            if model is not None:
+                found = session.scalar(
+                    select(ReleaseRow).where(ReleaseRow.model_id == model.id, ReleaseRow.version == schema.version)
+                )
+            if found is not None:
+                existing = _release_info(schema.model, found)
                 if existing.fingerprint == schema.fingerprint:
                     return RegisterResult("unchanged", schema.model, schema.version, existing.package,
                                           (), existing)
@@ -468,7 +587,8 @@ class Registry:
                     "a release is immutable, so bump the version (see: protoreg check "
                     f"{schema.model})"
                 )
-            newest = max(releases, key=lambda r: r.parsed_version, default=None)
+            line = _release_line(session, schema.model, model.id) if model is not None else None
+            newest = line.newest if line is not None else None
             if newest is not None and version < newest.parsed_version:
                 raise VersionError(
                     f'{schema.model} {schema.version} is lower than the newest release '
@@ -479,11 +599,15 @@ class Registry:
             numbered = allocate_numbers(history, schema)
             crash_point("numbered")
             if gate is not None:
-                gate(releases, numbered, schema)
+                gate(line or ReleaseLine(schema.model, (), None, Lineage(), list), numbered, schema)
             if dry_run or model is None:
                 return RegisterResult("planned", schema.model, schema.version, numbered.package,
                                       numbered.changes, newest)
-            self._write_release(session, model, schema, version, numbered, len(releases) + 1)
+            seq = len(line.versions) + 1 if line is not None else 1
+            self._write_release(session, model, schema, version, numbered, seq)
+            lineage = line.lineage if line is not None else Lineage()
+            lineage.fold_package(schema.version, numbered.package)
+            _save_lineage(session, model.id, seq, lineage)
             session.flush()
             crash_point("before_commit")
             return RegisterResult("created", schema.model, schema.version, numbered.package,
@@ -513,6 +637,8 @@ class Registry:
         self, session: Session, model: ModelRow, schema: ModelSchema, version: Version,
         numbered: Numbered, seq: int,
     ) -> None:
+        from .render import render_package  # Jinja2: only writers pay for importing it
+
         package = numbered.package
         model.display_name = schema.display_name
         model.description = schema.description
@@ -563,20 +689,83 @@ def _release_info(model: str, row: ReleaseRow) -> ReleaseInfo:
         changes=tuple(json.loads(row.changes_json)),
         package=ir.package_from_dict(json.loads(row.snapshot_json)),
         proto_text=row.proto_text,
-        schema=json.loads(row.schema_json),
+        schema_json=row.schema_json,
     )
 
 
+def _versions(session: Session, model_id: int) -> list[tuple[int, str]]:
+    query = select(ReleaseRow.seq, ReleaseRow.version).where(ReleaseRow.model_id == model_id).order_by(ReleaseRow.seq)
+    return [(seq, version) for seq, version in session.execute(query)]
+
+
+def _release_line(session: Session, model: str, model_id: int) -> ReleaseLine:
+    # One pass over the covering index ix_releases_model_order: every version in order, and the
+    # highest (numeric parts compared here, pre-release and build metadata by semver for the few
+    # releases that share the highest numeric parts; the first registered wins among equals).
+    rows = session.execute(
+        select(ReleaseRow.id, ReleaseRow.version, ReleaseRow.major, ReleaseRow.minor, ReleaseRow.patch)
+        .where(ReleaseRow.model_id == model_id)
+        .order_by(ReleaseRow.seq)
+    ).all()
+    versions = [version for _, version, *_ in rows]
+    newest = None
+    if rows:
+        top = max((major, minor, patch) for _, _, major, minor, patch in rows)
+        candidates = [(release_id, version) for release_id, version, *numbers in rows if tuple(numbers) == top]
+        best_id, _ = max(candidates, key=lambda c: parse_version(c[1]))
+        newest = _release_info(model, session.get(ReleaseRow, best_id))  # type: ignore[arg-type]
+
+    def load_all() -> list[ReleaseInfo]:
+        found = session.scalars(select(ReleaseRow).where(ReleaseRow.model_id == model_id).order_by(ReleaseRow.seq))
+        return [_release_info(model, r) for r in found]
+
+    return ReleaseLine(model, tuple(versions), newest, _load_lineage(session, model_id, len(versions), load_all),
+                       load_all)
+
+
+def _load_lineage(
+    session: Session, model_id: int, releases: int, load_all: Callable[[], list[ReleaseInfo]]
+) -> Lineage:
+    """The stored lineage if it covers every release, else one rebuilt from the snapshots."""
+    row = session.get(LineageRow, model_id)
+    if row is not None and row.release_seq == releases and row.format == LINEAGE_FORMAT:
+        return Lineage.from_dict(json.loads(row.lineage_json))
+    if releases == 0:
+        return Lineage()
+    return lineage_of((r.version, r.package) for r in load_all())
+
+
+def _save_lineage(session: Session, model_id: int, seq: int, lineage: Lineage) -> None:
+    data = json.dumps(lineage.to_dict(), separators=(",", ":"))
+    row = session.get(LineageRow, model_id)
+    if row is None:
+        session.add(LineageRow(model_id=model_id, release_seq=seq, format=LINEAGE_FORMAT, lineage_json=data))
+    else:
+        row.release_seq, row.format, row.lineage_json = seq, LINEAGE_FORMAT, data
+
+
 def _load_history(session: Session, model_id: int) -> History:
+    # Plain rows, not ORM objects: a model's ledger is read on every check and registration.
     history = History()
-    for message in session.scalars(select(MessageRow).where(MessageRow.model_id == model_id)):
-        scope = history.scope("message", message.name)
-        for f in message.fields:
-            scope.slots[f.number] = Slot(f.number, f.name, f.type_key, json.loads(f.names_json), f.active)
-    for enum in session.scalars(select(EnumRow).where(EnumRow.model_id == model_id)):
-        scope = history.scope("enum", enum.name)
-        for v in enum.values:
-            scope.slots[v.number] = Slot(v.number, v.name, "", [v.name], v.active)
+    for scope_name, number, name, type_key, names_json, active in session.execute(
+        select(MessageRow.name, FieldRow.number, FieldRow.name, FieldRow.type_key, FieldRow.names_json,
+               FieldRow.active)
+        .join(FieldRow, FieldRow.message_id == MessageRow.id, isouter=True)
+        .where(MessageRow.model_id == model_id)
+        .order_by(MessageRow.id, FieldRow.number)
+    ):
+        scope = history.scope("message", scope_name)
+        if number is not None:
+            scope.slots[number] = Slot(number, name, type_key, json.loads(names_json), bool(active))
+    for scope_name, number, name, active in session.execute(
+        select(EnumRow.name, EnumValueRow.number, EnumValueRow.name, EnumValueRow.active)
+        .join(EnumValueRow, EnumValueRow.enum_id == EnumRow.id, isouter=True)
+        .where(EnumRow.model_id == model_id)
+        .order_by(EnumRow.id, EnumValueRow.number)
+    ):
+        scope = history.scope("enum", scope_name)
+        if number is not None:
+            scope.slots[number] = Slot(number, name, "", [name], bool(active))
     return history
 
 

@@ -1,7 +1,7 @@
 """Verification: every invariant of DESIGN.md checked over a whole registry.
 
-``verify_registry`` reads every model's releases, snapshots, allocation ledger and reservation
-rows and returns problems; it never writes. It is what an operator runs after a crash, a restore
+``verify_registry`` reads every model's releases, snapshots, allocation ledger, reservation
+rows and lineage and returns problems; it never writes. It is what an operator runs after a crash, a restore
 or a migration, and what the crash tests use to prove that a killed ``register`` left nothing
 half-written.
 """
@@ -9,8 +9,11 @@ half-written.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from . import ir
+from .lineage import FORMAT as LINEAGE_FORMAT
+from .lineage import lineage_of
 from .numbering import History, type_compatible
 from .render import render_package
 from .schema import STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE
@@ -52,6 +55,7 @@ def verify_registry(registry: Registry) -> VerifyReport:
         releases = registry.releases(model)
         count += len(releases)
         problems += _check_model(model, releases, registry.history(model), registry.reservations(model))
+        problems += _check_lineage(model, releases, registry.stored_lineage(model))
     return VerifyReport(len(models), count, tuple(problems))
 
 
@@ -143,6 +147,23 @@ def _check_model(
         if number not in history.scope(kind, name).slots:
             add("ALLOCATION_MISSING", "", f'{kind} "{name}" number {number} is in a release but not in the ledger')
     return problems
+
+
+def _check_lineage(model: str, releases: list[ReleaseInfo], stored: tuple[int, int, Any] | None) -> list[Problem]:
+    """The stored lineage, when it claims to cover every release, must be what the snapshots give.
+
+    A lineage that is missing or behind is not a problem: it is rebuilt when needed.
+    """
+    if stored is None or not releases:
+        return []
+    seq, format_, lineage = stored
+    if seq != len(releases) or format_ != LINEAGE_FORMAT:
+        return []
+    if lineage.to_dict() != lineage_of((r.version, r.package) for r in releases).to_dict():
+        return [Problem("LINEAGE_MISMATCH", model, releases[-1].version,
+                        "the stored lineage differs from the one the snapshots give; delete the model's row "
+                        "from the lineages table and it is rebuilt from the snapshots")]
+    return []
 
 
 def _active_in(package: ir.Package, kind: str, name: str, number: int) -> bool:

@@ -16,7 +16,7 @@ from sqlalchemy import MetaData, create_engine, inspect, text
 
 from registry.errors import DatabaseVersionError
 from registry.schema import extract_schema
-from registry.store import Base, _alembic_config, open_registry, schema_head
+from registry.store import Base, _alembic_config, _head_from_files, open_registry, schema_head
 from registry.verify import verify_registry
 
 DATA = Path(__file__).parent / "migration_data"
@@ -26,6 +26,11 @@ TABLES = ("models", "releases", "messages", "enums", "fields", "enum_values", "r
 def revisions() -> list[str]:
     script = ScriptDirectory.from_config(_alembic_config())
     return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def test_the_quick_head_read_from_the_files_is_alembics_head() -> None:
+    # open_registry skips importing Alembic when the database is at this revision.
+    assert _head_from_files() == schema_head()
 
 
 def test_every_revision_has_a_data_fixture() -> None:

@@ -13,10 +13,12 @@ another meaning. :func:`check_release` and :func:`check_trees` turn findings int
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import cache
 from typing import Any
 
 from .. import ir
 from ..errors import NotFoundError
+from ..lineage import Lineage
 from ..versioning import Bump, bump_rank, declared_bump, parse_version
 from .findings import Category, Direction, Finding, Level, Report, max_bump
 from .rules import (
@@ -37,7 +39,7 @@ from .rules import (
     Subject,
     rules_for,
 )
-from .view import View, build_view, in_ranges, short_name, type_change
+from .view import View, build_view, short_name, type_change
 
 CATEGORY_SCOPES: dict[str, tuple[Category, ...]] = {
     # As in buf, a looser category is included in a stricter one.
@@ -55,11 +57,19 @@ def _merge_directions(*directions: Direction | None) -> Direction:
     return "both"
 
 
+@cache
+def _active(subject: Subject, categories: frozenset[str] | None) -> tuple[tuple[Any, Any], ...]:
+    """The (rule, handler) pairs that run on ``subject`` for ``categories``, in declaration order."""
+    return tuple(
+        (rule, HANDLERS[rule.id])
+        for rule in rules_for(subject)
+        if categories is None or rule.category in categories
+    )
+
+
 def _run(subject: Subject, pair: Pair, categories: frozenset[str] | None) -> Iterator[Finding]:
-    for rule in rules_for(subject):
-        if categories is not None and rule.category not in categories:
-            continue
-        for hit in HANDLERS[rule.id](pair):
+    for rule, handle in _active(subject, categories):
+        for hit in handle(pair):
             yield Finding(
                 rule=rule.id,
                 category=rule.category,
@@ -78,16 +88,29 @@ def compare(
     after: View,
     *,
     history: Sequence[View] = (),
+    lineage: Lineage | None = None,
     pair_by_name: bool = False,
     categories: frozenset[str] | None = None,
 ) -> list[Finding]:
     """Every finding between ``before`` and ``after``; ``history`` lists earlier snapshots.
 
     ``history`` should end with ``before`` itself (oldest first); it is added when missing.
+    ``lineage``, when given, replaces ``history``: the summary of every earlier snapshot, the
+    baseline folded in last (see :mod:`registry.lineage`).
     """
-    if not history or history[-1] is not before:
-        history = [*history, before]
-    return list(_Walk(before, after, tuple(history), pair_by_name, categories).findings())
+    if lineage is None:
+        if not history or history[-1] is not before:
+            history = [*history, before]
+        lineage = lineage_of_views(history)
+    return list(_Walk(before, after, lineage, pair_by_name, categories).findings())
+
+
+def lineage_of_views(views: Sequence[View]) -> Lineage:
+    """The lineage of checker views, oldest first."""
+    lineage = Lineage()
+    for view in views:
+        lineage.fold(view.label, view.messages, view.enums)
+    return lineage
 
 
 class _Walk:
@@ -95,11 +118,11 @@ class _Walk:
         self,
         before: View,
         after: View,
-        history: tuple[View, ...],
+        lineage: Lineage,
         pair_by_name: bool,
         categories: frozenset[str] | None,
     ) -> None:
-        self.b, self.a, self.history = before, after, history
+        self.b, self.a, self.lineage = before, after, lineage
         self.pair_by_name = pair_by_name
         self.categories = categories
 
@@ -125,6 +148,10 @@ class _Walk:
 
     def run(self, subject: Subject, pair: Pair) -> Iterator[Finding]:
         yield from _run(subject, pair, self.categories)
+
+    def active(self, subject: Subject) -> bool:
+        """Whether any selected rule looks at ``subject`` (no pairs are built for it otherwise)."""
+        return bool(_active(subject, self.categories))
 
     def findings(self) -> Iterator[Finding]:
         yield from self.packages()
@@ -204,6 +231,9 @@ class _Walk:
             if bm is None or am is None:
                 continue
             yield from self.fields(old_key, key, bm, am, direction, file)
+            if not self.active("reserved"):
+                continue
+            restored = [f for f in am.fields if self.restored(key, f.number, f.name, f)]
             yield from self.run(
                 "reserved",
                 ReservedPair(
@@ -211,8 +241,8 @@ class _Walk:
                     name=key,
                     before=bm,
                     after=am,
-                    restored_numbers=frozenset(f.number for f in am.fields if self.restored(key, f.number, f.name, f)),
-                    restored_names=frozenset(f.name for f in am.fields if self.restored(key, f.number, f.name, f)),
+                    restored_numbers=frozenset(f.number for f in restored),
+                    restored_names=frozenset(f.name for f in restored),
                     **self.common(key, direction, file),
                 ),
             )
@@ -271,6 +301,9 @@ class _Walk:
                     **self.common(f"{key}.{(av.get(number) or bv[number])[0]}", direction, file),
                 )
                 yield from self.run("enum_value", pair)
+            if not self.active("reserved"):
+                continue
+            restored_values = [v for v in ae.values if self.restored(key, v.number, v.name, None)]
             yield from self.run(
                 "reserved",
                 ReservedPair(
@@ -278,10 +311,8 @@ class _Walk:
                     name=key,
                     before=be,
                     after=ae,
-                    restored_numbers=frozenset(
-                        v.number for v in ae.values if self.restored(key, v.number, v.name, None)
-                    ),
-                    restored_names=frozenset(v.name for v in ae.values if self.restored(key, v.number, v.name, None)),
+                    restored_numbers=frozenset(v.number for v in restored_values),
+                    restored_names=frozenset(v.name for v in restored_values),
                     **self.common(key, direction, file),
                 ),
             )
@@ -290,30 +321,12 @@ class _Walk:
 
     def holders(self, key: str, number: int | None, name: str | None) -> Holder | None:
         """The newest earlier holder of ``number`` (or ``name``) in message or enum ``key``."""
-        for view in reversed(self.history):
-            scope: ir.Message | ir.Enum | None = view.messages.get(key) or view.enums.get(key)
-            if scope is None:
-                continue
-            if isinstance(scope, ir.Message):
-                f = scope.field_by_number(number) if number is not None else scope.field_by_name(name or "")
-                if f is not None:
-                    return Holder(view.label, f.name, f.number, f)
-            else:
-                v = scope.value_by_number(number) if number is not None else scope.value_by_name(name or "")
-                if v is not None:
-                    return Holder(view.label, v.name, v.number, None)
-        return None
+        h = self.lineage.holder(key, number, name)
+        return None if h is None else Holder(h.label, h.name, h.number, h.field)
 
     def reserved_in(self, key: str, number: int | None, name: str | None) -> str | None:
-        for view in reversed(self.history):
-            scope: ir.Message | ir.Enum | None = view.messages.get(key) or view.enums.get(key)
-            if scope is None:
-                continue
-            if number is not None and in_ranges(number, scope.reserved_numbers):
-                return view.label
-            if name is not None and name in scope.reserved_names:
-                return view.label
-        return None
+        """The newest earlier snapshot that reserved ``number`` (or ``name``) in ``key``."""
+        return self.lineage.reserved(key, number, name)
 
     def restored(self, key: str, number: int, name: str, f: ir.Field | None) -> bool:
         """Whether ``number``/``name`` comes back as the very field (or value) that had it."""
@@ -325,13 +338,17 @@ class _Walk:
         return h.field.cardinality == f.cardinality and type_change(h.field, f, self.b, self.a) != "incompatible"
 
     def histories(self) -> Iterator[Finding]:
+        if not self.active("history"):
+            return
         for key, message in self.a.messages.items():
             base = self.b.messages.get(key)
+            base_numbers = {f.number for f in base.fields} if base is not None else set()
+            base_names = {f.name for f in base.fields} if base is not None else set()
             direction = self.direction(key, key)
             file = self.file(key, key)
             for f in message.fields:
-                skip_number = base is not None and base.field_by_number(f.number) is not None
-                skip_name = base is not None and base.field_by_name(f.name) is not None
+                skip_number = f.number in base_numbers
+                skip_name = f.name in base_names
                 pair = HistoryPair(
                     kind="message",
                     scope=key,
@@ -347,11 +364,13 @@ class _Walk:
                 yield from self.run("history", pair)
         for key, enum in self.a.enums.items():
             base_enum = self.b.enums.get(key)
+            value_numbers = {v.number for v in base_enum.values} if base_enum is not None else set()
+            value_names = {v.name for v in base_enum.values} if base_enum is not None else set()
             direction = self.direction(key, key)
             file = self.file(key, key)
             for v in enum.values:
-                skip_number = base_enum is not None and base_enum.value_by_number(v.number) is not None
-                skip_name = base_enum is not None and base_enum.value_by_name(v.name) is not None
+                skip_number = v.number in value_numbers
+                skip_name = v.name in value_names
                 pair = HistoryPair(
                     kind="enum",
                     scope=key,
@@ -445,18 +464,8 @@ def check_release(
     baseline is ``against`` or the newest release; every other release is history. A release
     already registered under ``version`` is left out of the history (it is what is re-checked).
     """
-    declared = parse_version(version)
     if not releases:
-        return Report(
-            model,
-            version,
-            None,
-            "major",
-            "none",
-            True,
-            (),
-            note=f"{model} {version}: first release, nothing to compare",
-        )
+        return _first_release(model, version)
     newest = max(releases, key=lambda r: r.parsed_version)
     if against is not None:
         baseline = next((r for r in releases if r.version == against), None)
@@ -465,8 +474,63 @@ def check_release(
             raise NotFoundError(f'Model "{model}" has no release "{against}" to check against (releases: {known})')
     else:
         baseline = newest
-    base_version = baseline.parsed_version
-    if declared == base_version and fingerprint is not None and fingerprint == baseline.fingerprint:
+    unchanged = _unchanged(model, baseline, version, fingerprint)
+    if unchanged is not None:
+        return unchanged
+    history = [
+        build_view([r.package], qualified=False, label=r.version)
+        for r in releases
+        if r.version != version and r is not baseline
+    ]
+    before = build_view([baseline.package], qualified=False, label=baseline.version)
+    lineage = lineage_of_views([*history, before])
+    return _verdict(model, baseline, newest, before, lineage, package, version, fingerprint, file_prefix)
+
+
+def check_against_newest(
+    model: str,
+    newest: Any,
+    lineage: Lineage,
+    package: ir.Package,
+    version: str,
+    fingerprint: str | None = None,
+    *,
+    file_prefix: str = "",
+) -> Report:
+    """:func:`check_release` against the newest release, with the history as a lineage.
+
+    ``newest`` is the release :func:`check_release` would take as baseline (the highest version,
+    the first registered among equals) and ``lineage`` summarises every release of the model,
+    oldest first, ``newest`` folded in last. The caller makes sure no release other than
+    ``newest`` carries ``version``. The cost depends on the size of the model, not on how many
+    releases it has.
+    """
+    if newest is None:
+        return _first_release(model, version)
+    unchanged = _unchanged(model, newest, version, fingerprint)
+    if unchanged is not None:
+        return unchanged
+    before = build_view([newest.package], qualified=False, label=newest.version)
+    return _verdict(model, newest, newest, before, lineage, package, version, fingerprint, file_prefix)
+
+
+def _first_release(model: str, version: str) -> Report:
+    parse_version(version)
+    return Report(
+        model,
+        version,
+        None,
+        "major",
+        "none",
+        True,
+        (),
+        note=f"{model} {version}: first release, nothing to compare",
+    )
+
+
+def _unchanged(model: str, baseline: Any, version: str, fingerprint: str | None) -> Report | None:
+    declared = parse_version(version)
+    if declared == baseline.parsed_version and fingerprint is not None and fingerprint == baseline.fingerprint:
         return Report(
             model,
             version,
@@ -477,14 +541,24 @@ def check_release(
             (),
             note=f"{model} {version}: already registered with this schema",
         )
-    history = [
-        build_view([r.package], qualified=False, label=r.version)
-        for r in releases
-        if r.version != version and r is not baseline
-    ]
-    before = build_view([baseline.package], qualified=False, label=baseline.version)
+    return None
+
+
+def _verdict(
+    model: str,
+    baseline: Any,
+    newest: Any,
+    before: View,
+    lineage: Lineage,
+    package: ir.Package,
+    version: str,
+    fingerprint: str | None,
+    file_prefix: str,
+) -> Report:
+    declared = parse_version(version)
+    base_version = baseline.parsed_version
     after = build_view([package], qualified=False, label=version)
-    findings = compare(before, after, history=[*history, before], pair_by_name=True)
+    findings = compare(before, after, lineage=lineage, pair_by_name=True)
     release = ReleasePair(
         model=model,
         before=baseline.version,

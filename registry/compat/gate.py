@@ -1,5 +1,10 @@
 """The compatibility verdict for a model schema against its registry: ``check`` and the gate
 ``register`` runs inside its transaction before anything is written.
+
+Both read the model's :class:`~registry.store.ReleaseLine`: the newest release and the lineage of
+every release, so a check costs the same at release 10 and at release 1000. Only a check against
+an older baseline (``--against``), or of a version registered before the newest, parses every
+release.
 """
 
 from __future__ import annotations
@@ -9,7 +14,8 @@ from typing import Any
 from ..errors import NotFoundError, ProtoregError
 from ..numbering import Numbered, allocate_numbers
 from ..schema import ModelSchema
-from .engine import check_release
+from ..versioning import parse_version
+from .engine import check_against_newest, check_release
 from .findings import Report
 
 EXIT_FINDINGS = 100
@@ -27,22 +33,40 @@ class BumpTooSmallError(ProtoregError):
 
 def check_schema(registry: Any, schema: ModelSchema, *, against: str | None = None, file_prefix: str = "") -> Report:
     """Number ``schema`` against the registry's history (writing nothing) and check it."""
-    try:
-        releases = registry.releases(schema.model)
-    except NotFoundError:
-        releases = []
-    if against is not None and not releases:
+    line = registry.release_line(schema.model)
+    if against is not None and (line is None or not line.versions):
         raise NotFoundError(f'Model "{schema.model}" has no releases, so there is no "{against}" to check against')
     numbered = allocate_numbers(registry.history(schema.model), schema)
-    return check_release(
-        schema.model,
-        releases,
-        numbered.package,
-        schema.version,
-        schema.fingerprint,
-        against=against,
-        file_prefix=file_prefix,
+    return check_line(line, numbered.package, schema, against=against, file_prefix=file_prefix)
+
+
+def check_line(
+    line: Any, package: Any, schema: ModelSchema, *, against: str | None = None, file_prefix: str = ""
+) -> Report:
+    """Check ``package`` (``schema`` numbered) against a :class:`~registry.store.ReleaseLine`.
+
+    The lineage answers the history rules when the baseline is the newest release and it was
+    registered last; anything else reads every release, as :func:`check_release` always did.
+    """
+    if line is None or not line.versions:
+        return check_release(schema.model, [], package, schema.version, schema.fingerprint, against=against,
+                             file_prefix=file_prefix)
+    newest = line.newest
+    fast = (
+        line.newest_is_last
+        and (against is None or against == newest.version)
+        and (schema.version not in line.versions or schema.version == newest.version)
     )
+    if fast:
+        # The fingerprint only matters when the declared version equals the baseline's (is it
+        # the same release, or a changed schema under an old version?); hashing a big schema
+        # costs more than the rest of the check, so it is skipped otherwise.
+        same_version = parse_version(schema.version) == newest.parsed_version or schema.version == newest.version
+        fingerprint = schema.fingerprint if same_version else None
+        return check_against_newest(schema.model, newest, line.lineage, package, schema.version, fingerprint,
+                                    file_prefix=file_prefix)
+    return check_release(schema.model, line.load_all(), package, schema.version, schema.fingerprint,
+                         against=against, file_prefix=file_prefix)
 
 
 class ReleaseGate:
@@ -55,14 +79,7 @@ class ReleaseGate:
         self.file_prefix = file_prefix
         self.report: Report | None = None
 
-    def __call__(self, releases: list[Any], numbered: Numbered, schema: ModelSchema) -> None:
-        self.report = check_release(
-            schema.model,
-            releases,
-            numbered.package,
-            schema.version,
-            schema.fingerprint,
-            file_prefix=self.file_prefix,
-        )
+    def __call__(self, line: Any, numbered: Numbered, schema: ModelSchema) -> None:
+        self.report = check_line(line, numbered.package, schema, file_prefix=self.file_prefix)
         if not self.report.passed:
             raise BumpTooSmallError(self.report)

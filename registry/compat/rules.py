@@ -665,7 +665,13 @@ def handler(function: Handler) -> Handler:
 
 
 def rules_for(subject: Subject) -> list[Rule]:
-    return [r for r in RULES if r.subject == subject and r.deprecated_by is None]
+    return list(_RULES_BY_SUBJECT.get(subject, ()))
+
+
+_RULES_BY_SUBJECT: dict[str, tuple[Rule, ...]] = {
+    subject: tuple(r for r in RULES if r.subject == subject and r.deprecated_by is None)
+    for subject in {r.subject for r in RULES}
+}
 
 
 def _q(text: object) -> str:
