@@ -184,7 +184,7 @@ def run_breaking(smoke: bool, rounds: int) -> dict[str, Any]:
         "rows": rows,
         "targets": targets,
         "notes": notes,
-        "buf": str(buf) if buf else None,
+        "buf": buf.name if buf else None,  # the binary's name only: no machine paths in results
     }
 
 
