@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from .. import ir
 from ..errors import NotFoundError
@@ -342,48 +342,40 @@ class _Walk:
             return
         for key, message in self.a.messages.items():
             base = self.b.messages.get(key)
-            base_numbers = {f.number for f in base.fields} if base is not None else set()
-            base_names = {f.name for f in base.fields} if base is not None else set()
-            direction = self.direction(key, key)
-            file = self.file(key, key)
-            for f in message.fields:
-                skip_number = f.number in base_numbers
-                skip_name = f.name in base_names
-                pair = HistoryPair(
-                    kind="message",
-                    scope=key,
-                    name=f.name,
-                    number=f.number,
-                    after=f,
-                    number_holder=None if skip_number else self.holders(key, f.number, None),
-                    name_holder=None if skip_name else self.holders(key, None, f.name),
-                    number_reserved=None if skip_number else self.reserved_in(key, f.number, None),
-                    name_reserved=None if skip_name else self.reserved_in(key, None, f.name),
-                    **self.common(f"{key}.{f.name}", direction, file),
-                )
-                yield from self.run("history", pair)
+            items = [(f.name, f.number, f) for f in message.fields]
+            old = [(f.name, f.number) for f in base.fields] if base is not None else []
+            yield from self._history_pairs("message", key, items, old)
         for key, enum in self.a.enums.items():
             base_enum = self.b.enums.get(key)
-            value_numbers = {v.number for v in base_enum.values} if base_enum is not None else set()
-            value_names = {v.name for v in base_enum.values} if base_enum is not None else set()
-            direction = self.direction(key, key)
-            file = self.file(key, key)
-            for v in enum.values:
-                skip_number = v.number in value_numbers
-                skip_name = v.name in value_names
-                pair = HistoryPair(
-                    kind="enum",
-                    scope=key,
-                    name=v.name,
-                    number=v.number,
-                    after=None,
-                    number_holder=None if skip_number else self.holders(key, v.number, None),
-                    name_holder=None if skip_name else self.holders(key, None, v.name),
-                    number_reserved=None if skip_number else self.reserved_in(key, v.number, None),
-                    name_reserved=None if skip_name else self.reserved_in(key, None, v.name),
-                    **self.common(f"{key}.{v.name}", direction, file),
-                )
-                yield from self.run("history", pair)
+            values = [(v.name, v.number, None) for v in enum.values]
+            old = [(v.name, v.number) for v in base_enum.values] if base_enum is not None else []
+            yield from self._history_pairs("enum", key, values, old)
+
+    def _history_pairs(
+        self, kind: Literal["message", "enum"], key: str, items: list[tuple[str, int, Any]],
+        base: list[tuple[str, int]],
+    ) -> Iterator[Finding]:
+        """One HistoryPair per field or enum value; what the baseline already had is not history."""
+        base_names = {name for name, _ in base}
+        base_numbers = {number for _, number in base}
+        direction = self.direction(key, key)
+        file = self.file(key, key)
+        for name, number, after in items:
+            skip_number = number in base_numbers
+            skip_name = name in base_names
+            pair = HistoryPair(
+                kind=kind,
+                scope=key,
+                name=name,
+                number=number,
+                after=after,
+                number_holder=None if skip_number else self.holders(key, number, None),
+                name_holder=None if skip_name else self.holders(key, None, name),
+                number_reserved=None if skip_number else self.reserved_in(key, number, None),
+                name_reserved=None if skip_name else self.reserved_in(key, None, name),
+                **self.common(f"{key}.{name}", direction, file),
+            )
+            yield from self.run("history", pair)
 
 
 def _union(a: dict[Any, Any], b: dict[Any, Any]) -> list[Any]:
