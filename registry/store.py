@@ -304,7 +304,16 @@ def create_registry_engine(url: str) -> Engine:
         return engine
     try:
         return create_engine(url, pool_pre_ping=True)
-    except Exception as error:  # missing driver and the like
+    except ModuleNotFoundError as error:
+        hint = (
+            "install it with pip install 'protoreg[postgres]'"
+            if parsed.get_backend_name() == "postgresql"
+            else "install the driver the URL names"
+        )
+        raise DatabaseError(
+            f'The database driver for {_describe_url(url)} is not installed (no module "{error.name}"); {hint}'
+        ) from error
+    except Exception as error:  # an unknown dialect and the like
         raise DatabaseError(f"Cannot use the database URL {_describe_url(url)}: {error}") from error
 
 

@@ -233,3 +233,8 @@ def test_concurrent_registrations_of_one_release_record_it_once(registry_url: st
     assert sorted(statuses) == ["created"] + ["unchanged"] * 5
     with open_registry(registry_url) as registry:
         assert [r.version for r in registry.releases("people_model")] == ["1.0.0"]
+
+
+def test_missing_database_driver_is_one_clear_error() -> None:
+    with pytest.raises(DatabaseError, match='driver for mysql://u@localhost/db is not installed'):
+        open_registry("mysql://u@localhost/db")
