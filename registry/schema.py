@@ -23,12 +23,15 @@ import types
 import typing
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from .errors import SchemaError
+
+if TYPE_CHECKING:
+    from .loader import ModelLike
 
 REQUEST_MESSAGE = "PredictRequest"
 RESPONSE_MESSAGE = "PredictResponse"
@@ -454,7 +457,7 @@ def _type_title(spec: TypeSpec) -> str:
     return spec.name.rsplit(".", 1)[-1]
 
 
-def extract_schema(model: Any) -> ModelSchema:
+def extract_schema(model: ModelLike | type[ModelLike]) -> ModelSchema:
     """Read a model class (or instance) and return its schema tree.
 
     ``model`` is anything with ``qualified_name``, ``display_name``, ``description``,

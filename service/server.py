@@ -189,6 +189,10 @@ class RegistryServicer:
                 "Release", "ModelInfo",
             )
         }
+        # Releases never change while serving, so each field map is built once, here.
+        self.field_maps = {
+            (m.name, m.release.major): self._field_map(m) for lines in self.models.values() for m in lines
+        }
 
     def handler(self) -> grpc.GenericRpcHandler:
         methods = {
@@ -266,6 +270,9 @@ class RegistryServicer:
 
     def get_field_map(self, request: Any, context: grpc.ServicerContext) -> Message:
         model = self._line(request.model, request.major, context)
+        return self.field_maps[(model.name, model.release.major)]
+
+    def _field_map(self, model: ServedModel) -> Message:
         response = self.cls["GetFieldMapResponse"](release=self._release(model))
         file = model.release.file
         proto = descriptor_pb2.FileDescriptorProto()
@@ -275,12 +282,12 @@ class RegistryServicer:
             msg = file.message_types_by_name[msg_proto.name]
             entry = response.messages.add(name=msg.name)  # type: ignore[attr-defined]
             for fd in msg.fields:
+                described = describe_field(fd, package)
                 if fd.is_repeated:
-                    label = "map" if describe_field(fd, package).startswith("map<") else "repeated"
+                    label = "map" if described.startswith("map<") else "repeated"
                 else:
                     label = "optional" if fd.has_presence else "singular"
-                entry.fields.add(name=fd.name, number=fd.number, type=describe_field(fd, package).
-                                 removeprefix("repeated "), label=label)
+                entry.fields.add(name=fd.name, number=fd.number, type=described.removeprefix("repeated "), label=label)
             for r in msg_proto.reserved_range:  # end is exclusive in descriptors
                 entry.reserved_ranges.add(start=r.start, end=r.end - 1)
             entry.reserved_names.extend(msg_proto.reserved_name)

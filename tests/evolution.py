@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hypothesis import strategies as st
-from pydantic import BaseModel, Field, create_model
+from pydantic import Field, create_model
 
 from tests.conftest import make_model
 
@@ -262,19 +262,3 @@ def assert_shared_equal(old: Any, new: Any, path: str = "") -> int:
             assert old_value == new_value, f"{where}: {old_value!r} != {new_value!r}"
             compared += 1
     return compared
-
-
-def spec_strategy() -> Any:
-    return evolutions()
-
-
-__all__ = [
-    "BaseModel",
-    "FieldDecl",
-    "Spec",
-    "assert_shared_equal",
-    "build_model",
-    "change",
-    "evolutions",
-    "fill",
-]

@@ -158,7 +158,7 @@ def test_enum_values_are_numbered_for_life(sqlite_url: str) -> None:
     assert packages[1].enums[0].reserved_names == ("KIND_A",)
 
 
-def test_numbers_skip_the_protobuf_reserved_range(sqlite_url: str) -> None:
+def test_numbers_skip_the_protobuf_reserved_range() -> None:
     from registry.numbering import History, Slot, allocate_numbers
 
     history = History()

@@ -231,21 +231,9 @@ class _Walk:
             if bm is None or am is None:
                 continue
             yield from self.fields(old_key, key, bm, am, direction, file)
-            if not self.active("reserved"):
-                continue
-            restored = [f for f in am.fields if self.restored(key, f.number, f.name, f)]
-            yield from self.run(
-                "reserved",
-                ReservedPair(
-                    kind="message",
-                    name=key,
-                    before=bm,
-                    after=am,
-                    restored_numbers=frozenset(f.number for f in restored),
-                    restored_names=frozenset(f.name for f in restored),
-                    **self.common(key, direction, file),
-                ),
-            )
+            if self.active("reserved"):
+                restored = [(f.number, f.name) for f in am.fields if self.restored(key, f.number, f.name, f)]
+                yield from self.reservations("message", key, bm, am, restored, direction, file)
 
     def fields(
         self, old_key: str, key: str, bm: ir.Message, am: ir.Message, direction: Direction, file: str
@@ -301,21 +289,27 @@ class _Walk:
                     **self.common(f"{key}.{(av.get(number) or bv[number])[0]}", direction, file),
                 )
                 yield from self.run("enum_value", pair)
-            if not self.active("reserved"):
-                continue
-            restored_values = [v for v in ae.values if self.restored(key, v.number, v.name, None)]
-            yield from self.run(
-                "reserved",
-                ReservedPair(
-                    kind="enum",
-                    name=key,
-                    before=be,
-                    after=ae,
-                    restored_numbers=frozenset(v.number for v in restored_values),
-                    restored_names=frozenset(v.name for v in restored_values),
-                    **self.common(key, direction, file),
-                ),
-            )
+            if self.active("reserved"):
+                restored = [(v.number, v.name) for v in ae.values if self.restored(key, v.number, v.name, None)]
+                yield from self.reservations("enum", key, be, ae, restored, direction, file)
+
+    def reservations(
+        self, kind: Literal["message", "enum"], key: str, before: Any, after: Any,
+        restored: list[tuple[int, str]], direction: Direction, file: str,
+    ) -> Iterator[Finding]:
+        """The reserved-range pair of one message or enum; ``restored`` came back from history."""
+        yield from self.run(
+            "reserved",
+            ReservedPair(
+                kind=kind,
+                name=key,
+                before=before,
+                after=after,
+                restored_numbers=frozenset(number for number, _ in restored),
+                restored_names=frozenset(name for _, name in restored),
+                **self.common(key, direction, file),
+            ),
+        )
 
     # history -----------------------------------------------------------------------------
 
