@@ -5,11 +5,19 @@ the MLModel interface (``ml-base``): ``qualified_name``, ``display_name``, ``des
 ``version``, ``input_schema``, ``output_schema`` and ``predict``. Metadata is read from the class
 when the class declares plain attributes, so registering or checking a model never loads its
 weights; a class that only offers abstract-style properties is instantiated as a fallback.
+
+A model may also define ``predict_batch(inputs: list[Input]) -> list[Output]`` (same order, same
+length), which the server calls once for many concurrent requests. When present it must be
+callable, and its annotations, where given, must name the model's own input and output schemas.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import importlib
+import inspect
+import re
+import typing
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
@@ -77,7 +85,59 @@ def model_metadata(model: Any) -> ModelMetadata:
             raise ModelLoadError(
                 f'"{_ref_name(model)}".{key} must be a string, not {type(values[key]).__name__}'
             )
-    return ModelMetadata(**values)
+    meta = ModelMetadata(**values)
+    problem = batch_problem(model, meta)
+    if problem:
+        raise ModelLoadError(f'"{_ref_name(model)}".predict_batch {problem}')
+    return meta
+
+
+_SEQUENCES = (list, collections.abc.Sequence, collections.abc.Iterable, collections.abc.Collection)
+
+
+def _element(annotation: Any) -> Any:
+    """``X`` of ``list[X]``/``Sequence[X]``/``Iterable[X]``; ``None`` for anything else."""
+    if typing.get_origin(annotation) in _SEQUENCES:
+        args = typing.get_args(annotation)
+        return args[0] if len(args) == 1 else None
+    return None
+
+
+def batch_problem(model: Any, meta: ModelMetadata) -> str | None:
+    """What is wrong with the model's ``predict_batch`` (None when it has none, or it is fine)."""
+    batch = getattr(model, "predict_batch", None)
+    if batch is None:
+        return None
+    if not callable(batch):
+        return f"is a {type(batch).__name__}, not a method; define def predict_batch(self, inputs) -> list"
+    try:
+        hints = typing.get_type_hints(batch)
+        parameters = [p for p in inspect.signature(batch).parameters.values() if p.name != "self"]
+    except (NameError, TypeError, ValueError) as error:
+        return f"has annotations that cannot be resolved ({error})"
+    inputs, outputs = meta.input_schema.__name__, meta.output_schema.__name__
+    if not parameters:
+        return f"takes no inputs; it must take one list of {inputs}"
+    given = hints.get(parameters[0].name)
+    if given is not None and given is not Any:
+        element = _element(given)
+        if element is not Any and not (isinstance(element, type) and issubclass(meta.input_schema, element)):
+            return (f"takes {_show(given)} but the model's input schema is {inputs}; "
+                    f"annotate it list[{inputs}]")
+    returned = hints.get("return")
+    if returned is not None and returned is not Any:
+        element = _element(returned)
+        if element is not Any and not (isinstance(element, type) and issubclass(element, meta.output_schema)):
+            return (f"returns {_show(returned)} but the model's output schema is {outputs}; "
+                    f"annotate it list[{outputs}]")
+    return None
+
+
+def _show(annotation: Any) -> str:
+    """``list[IrisInput]`` rather than ``list[iris_model.model.IrisInput]``."""
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(\w+)", r"\1", str(annotation))
 
 
 def _read_attributes(obj: Any) -> dict[str, Any]:

@@ -1,11 +1,15 @@
 """Bearer-token access: ``--auth-token-file`` of ``protoreg serve`` and ``protoreg predict``.
 
-The server side is a gRPC server interceptor. Every call must carry the metadata
-``authorization: Bearer <token>`` with the token from the file, compared in constant time
-(:func:`hmac.compare_digest`); any other call is answered ``UNAUTHENTICATED`` before a handler
-runs, so reflection, the registry service and unknown methods are protected as well as the
-models. The standard health service (``grpc.health.v1.Health``) is exempt: load balancers and
-orchestrators probe it without credentials, and it reveals nothing but serving status.
+On the server, every call must carry the metadata ``authorization: Bearer <token>`` with the
+token from the file, compared in constant time (:func:`hmac.compare_digest`); the server's router
+(``service/server.py``) answers any other call ``UNAUTHENTICATED`` before a handler runs, so
+reflection, the registry service and unknown methods are protected as well as the models. Health
+is exempt, for load balancers and orchestrators, and answers only the overall status without the
+token (``service/health.py``).
+
+A token is rotated without a restart: the file is looked at again at most once a second (its
+size, modification time and inode) and re-read when it changed, and ``protoreg serve`` re-reads
+it at once on SIGHUP. A new file that is not a valid token is logged and the old token stays.
 
 The client side is a channel interceptor that adds the header to every call, reflection included.
 """
@@ -14,9 +18,12 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -61,6 +68,74 @@ def read_token(path: Path) -> str:
     return token
 
 
+RECHECK_SECONDS = 1.0  # how often the token file is looked at for a rotation
+
+
+def _file_key(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+
+
+class TokenSource:
+    """The server's bearer token, following its file when the file changes."""
+
+    def __init__(self, token: str, path: Path | None = None) -> None:
+        self._token = token.encode("ascii")
+        self.path = path
+        self._key = _file_key(path) if path is not None else None
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def fixed(cls, token: str) -> TokenSource:
+        return cls(token)
+
+    @classmethod
+    def from_file(cls, path: Path) -> TokenSource:
+        return cls(read_token(path), path)
+
+    def reload(self) -> bool:
+        """Re-read the file now (SIGHUP); a file that is not a valid token keeps the old token."""
+        if self.path is None:
+            return False
+        with self._lock:
+            key = _file_key(self.path)
+            try:
+                token = read_token(self.path)
+            except AuthTokenError as error:
+                log.error("kept the current bearer token: %s", error)
+                self._key = key  # do not re-read the same bad file every second
+                return False
+            changed = token.encode("ascii") != self._token
+            self._token, self._key = token.encode("ascii"), key
+        if changed:
+            log.warning("bearer token re-read from %s", self.path)
+        return changed
+
+    def token(self) -> bytes:
+        """The current token, re-read first when the file changed since the last look."""
+        if self.path is not None:
+            now = time.monotonic()
+            if now - self._checked >= RECHECK_SECONDS:
+                self._checked = now
+                if _file_key(self.path) != self._key:
+                    self.reload()
+        return self._token
+
+    def authorized(self, metadata: Any) -> bool:
+        """Whether ``metadata`` carries exactly one ``authorization: Bearer <token>``."""
+        values = [_as_bytes(value) for key, value in (metadata or ()) if key == AUTHORIZATION]
+        if len(values) != 1 or values[0][: len(_SCHEME)].lower() != _SCHEME:
+            return False
+        return hmac.compare_digest(values[0][len(_SCHEME):].strip(), self.token())
+
+    def authorized_context(self, context: grpc.ServicerContext) -> bool:
+        return self.authorized(context.invocation_metadata())
+
+
 def authorization_header(token: str) -> tuple[str, str]:
     """The metadata pair a client sends."""
     return (AUTHORIZATION, f"Bearer {token}")
@@ -71,51 +146,6 @@ def authorization_header(token: str) -> tuple[str, str]:
 
 def _as_bytes(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
-
-
-def _deny(_request: Any, context: grpc.ServicerContext) -> Any:
-    context.abort(
-        grpc.StatusCode.UNAUTHENTICATED,
-        "this server needs a bearer token: send the metadata `authorization: Bearer <token>` "
-        "(protoreg predict --auth-token-file PATH)",
-    )
-
-
-def _denial(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as ``handler`` that answers UNAUTHENTICATED without reading."""
-    if handler is None or handler.request_streaming:
-        if handler is not None and not handler.response_streaming:
-            return grpc.stream_unary_rpc_method_handler(_deny)
-        return grpc.stream_stream_rpc_method_handler(_deny)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(_deny)
-    return grpc.unary_unary_rpc_method_handler(_deny)
-
-
-class BearerTokenInterceptor(grpc.ServerInterceptor):
-    """Answers UNAUTHENTICATED unless the call carries ``authorization: Bearer <token>``."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token.encode("ascii")
-
-    def authorized(self, metadata: Any) -> bool:
-        values = [_as_bytes(value) for key, value in (metadata or ()) if key == AUTHORIZATION]
-        if len(values) != 1 or values[0][: len(_SCHEME)].lower() != _SCHEME:
-            return False
-        return hmac.compare_digest(values[0][len(_SCHEME):].strip(), self._token)
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method
-        if method.startswith(HEALTH_METHOD_PREFIX) or self.authorized(
-            handler_call_details.invocation_metadata
-        ):
-            return continuation(handler_call_details)
-        # unknown methods are denied too, so a caller without the token cannot probe what exists
-        return _denial(continuation(handler_call_details))
 
 
 # -- client ------------------------------------------------------------------------------------

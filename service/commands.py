@@ -1,20 +1,31 @@
 """The ``protoreg serve`` and ``protoreg predict`` commands (added to the ``main`` group).
 
 ``serve`` runs in the foreground until SIGTERM or SIGINT, then reports NOT_SERVING, stops taking
-calls, lets in-flight calls finish within ``--grace`` seconds and exits 0.
+calls, lets in-flight calls finish within ``--grace`` seconds and exits 0, whatever a model call
+still running does. SIGHUP re-reads the bearer token file.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from registry.errors import UsageError
+
+from .batching import DEFAULT_MAX_BATCH_DELAY, DEFAULT_MAX_BATCH_SIZE, DEFAULT_PREDICT_TIMEOUT
+from .capacity import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STREAMS, DEFAULT_WORKERS
+
+if TYPE_CHECKING:
+    from .server import ModelServer, ServeOptions
 
 TLS_PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
 # not exists=True: service.auth.read_token says what is wrong with the file and how to fix it
@@ -24,21 +35,35 @@ TOKEN_PATH = click.Path(dir_okay=False, path_type=Path)
 @click.command()
 @click.argument("model_refs", nargs=-1, metavar="MODEL_REF...")
 @click.option("--all", "all_models", is_flag=True, help="Serve every entry-point model.")
-@click.option("--address", default="127.0.0.1:50051", show_default=True, metavar="HOST:PORT",
-              help="Where to listen (port 0 picks a free port).")
+@click.option("--address", default=DEFAULT_ADDRESS, show_default=True, metavar="HOST:PORT",
+              help="Where to listen: a port from 1 to 65535, or 0 for any free port (printed).")
 @click.option("--tls-cert", type=TLS_PATH, help="Server certificate chain (PEM); enables TLS.")
 @click.option("--tls-key", type=TLS_PATH, help="Server private key (PEM).")
 @click.option("--tls-client-ca", type=TLS_PATH,
               help="CA (PEM) that client certificates must chain to; enables mutual TLS.")
-@click.option("--max-message-bytes", type=click.IntRange(min=1), default=4 * 1024 * 1024,
+@click.option("--max-message-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_MESSAGE_BYTES,
               show_default=True, help="Largest request or response; bigger is RESOURCE_EXHAUSTED.")
 @click.option("--grace", type=click.FloatRange(min=0), default=10.0, show_default=True,
               metavar="SECONDS", help="How long in-flight calls may run on after SIGTERM/SIGINT.")
-@click.option("--workers", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Threads answering calls.")
+@click.option("--workers", type=click.IntRange(min=1), default=DEFAULT_WORKERS, show_default=True,
+              help="Model threads of each model without predict_batch (a batch-aware model has one).")
+@click.option("--max-streams", type=click.IntRange(min=1), default=DEFAULT_MAX_STREAMS, show_default=True,
+              help="Open streams at once (PredictStream, reflection, health Watch; Watch at most an eighth); "
+                   "one more is RESOURCE_EXHAUSTED.")
 @click.option("--auth-token-file", type=TOKEN_PATH, metavar="PATH",
               help="A file holding one bearer token; every call but health must send "
-                   "`authorization: Bearer <token>` or is UNAUTHENTICATED.")
+                   "`authorization: Bearer <token>` or is UNAUTHENTICATED. Re-read when it changes and on SIGHUP.")
+@click.option("--max-batch-size", type=click.IntRange(min=1), default=DEFAULT_MAX_BATCH_SIZE, show_default=True,
+              help="Most inputs one predict_batch call gets.")
+@click.option("--max-batch-delay", type=click.FloatRange(min=0), default=DEFAULT_MAX_BATCH_DELAY,
+              show_default=True, metavar="SECONDS",
+              help="Longest a batch waits for the calls that recent traffic says are coming (0: never wait).")
+@click.option("--predict-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_PREDICT_TIMEOUT,
+              show_default=True, metavar="SECONDS",
+              help="A model call running longer stalls its model: waiting calls get DEADLINE_EXCEEDED, new "
+                   "ones UNAVAILABLE, health NOT_SERVING, until it returns.")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes sharing the port (SO_REUSEPORT), each with its own copy of the models.")
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -51,18 +76,27 @@ def serve(
     max_message_bytes: int,
     grace: float,
     workers: int,
+    max_streams: int,
     auth_token_file: Path | None,
+    max_batch_size: int,
+    max_batch_delay: float,
+    predict_timeout: float,
+    processes: int,
 ) -> None:
     """Serve models over gRPC from the releases rendered in --protos.
 
     Each model is served from the package of its major version, with health checking, server
     reflection and the protoreg registry service. A model whose installed version or schema is not
-    the rendered release is refused.
+    the rendered release is refused. Concurrent calls of a model that defines predict_batch are
+    answered together, in batches.
     """
     from registry.loader import entry_point_models
 
-    from .auth import read_token
-    from .server import ServeOptions, serve_refs
+    from .address import parse_address
+    from .auth import TokenSource
+    from .batching import BatchPolicy
+    from .server import ServeOptions
+    from .tls import server_credentials
 
     refs = list(model_refs)
     if all_models:
@@ -70,7 +104,9 @@ def serve(
     if not refs:
         raise UsageError("name at least one MODEL_REF (module:Class or an entry-point name), or pass --all")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    auth_token = read_token(auth_token_file) if auth_token_file is not None else None
+    tokens = TokenSource.from_file(auth_token_file) if auth_token_file is not None else None
+    parse_address(address)
+    server_credentials(tls_cert, tls_key, tls_client_ca)  # every TLS file checked before anything starts
     options = ServeOptions(
         address=address,
         max_message_bytes=max_message_bytes,
@@ -78,35 +114,89 @@ def serve(
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
         workers=workers,
-        auth_token=auth_token,
+        max_streams=max_streams,
+        auth_token=tokens,
+        batch=BatchPolicy(max_batch_size=max_batch_size, max_batch_delay=max_batch_delay,
+                          predict_timeout=predict_timeout),
     )
-    server = serve_refs(refs, ctx.obj["protos_dir"], options)
+    if processes > 1:
+        from .supervisor import serve_processes
+
+        serve_processes(refs, ctx.obj["protos_dir"], options, processes, grace)
+        return
+    run_server(refs, ctx.obj["protos_dir"], options, grace)
+
+
+def run_server(refs: list[str], protos: Path, options: ServeOptions, grace: float,
+               on_ready: Callable[[ModelServer, int], None] | None = None) -> None:
+    """Serve in the foreground until SIGTERM or SIGINT, then drain and exit the process.
+
+    ``on_ready`` (used by ``--processes``) is called with the server and its port once it listens,
+    and reports SERVING itself (the server starts NOT_SERVING then). The process exits with
+    ``os._exit`` once the server has stopped: a model call that ignored the cancellation at the end
+    of ``--grace`` must not keep it alive.
+    """
+    from .server import serve_refs
+
+    server = serve_refs(refs, protos, options)
     stop = threading.Event()
+    tokens = server.tokens
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            if tokens is not None:
+                threading.Thread(target=tokens.reload, daemon=True).start()
+            return
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
-        port = server.start()
-        host = address.rsplit(":", 1)[0]
-        for model in server.models:
-            click.echo(f"serving {model.name} {model.version} as {model.service_name}")
-        click.echo(f"listening on {host}:{port}{' (TLS)' if tls_cert else ''}", nl=True)
+        port = server.start(serving=on_ready is None)
+        host = options.address.rsplit(":", 1)[0]
+        if on_ready is not None:
+            on_ready(server, port)
+        else:
+            for model in server.models:
+                click.echo(f"serving {model.name} {model.version} as {model.service_name}")
+            click.echo(f"listening on {host}:{port}{' (TLS)' if options.tls_cert else ''}", nl=True)
         while not stop.wait(0.2):
             pass
         click.echo(f"shutting down: finishing in-flight calls (up to {grace:g}s)")
+        # whatever happens below, the process is gone soon after the grace
+        watchdog = threading.Timer(grace + EXIT_MARGIN, _force_exit, args=(grace,))
+        watchdog.daemon = True
+        watchdog.start()
         server.stop(grace)
+        for line in server.batch_summary():
+            logging.getLogger("protoreg.service").info("served %s", line)
         click.echo("stopped")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    _exit(0)
+
+
+EXIT_MARGIN = 5.0  # seconds after --grace at which a stuck shutdown is cut short
+
+
+def _force_exit(grace: float) -> None:
+    logging.getLogger("protoreg.service").error(
+        "shutdown did not finish within --grace %g s plus %g s; exiting now", grace, EXIT_MARGIN)
+    _exit(0)
+
+
+def _exit(code: int) -> None:
+    """Leave now: threads still inside a model call must not hold the process open."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 @click.command()
 @click.argument("model")
 @click.option("--json", "payload", required=True, metavar="JSON", help="The request as proto JSON.")
-@click.option("--address", default="127.0.0.1:50051", show_default=True, metavar="HOST:PORT",
+@click.option("--address", default=DEFAULT_ADDRESS, show_default=True, metavar="HOST:PORT",
               help="The server to call.")
 @click.option("--major", type=click.IntRange(min=0), default=None,
               help="The major line to call (default: the highest served).")

@@ -1,53 +1,126 @@
-"""The health service: gRPC's own servicer, plus the ``List`` method it declares but does not answer.
+"""``grpc.health.v1.Health``: ``Check``, ``Watch`` and ``List``, on the event loop.
 
-``grpc.health.v1.Health`` has ``Check``, ``Watch`` and (since 2024) ``List``; grpcio-health-checking
-registers all three but its servicer answers ``List`` with ``UNIMPLEMENTED`` (and logs a traceback),
-although reflection advertises it. Here ``List`` returns the status of every service the server has
-set, the overall server (``""``) included.
+grpcio-health-checking's servicers do not answer ``List`` (reflection advertises it all the same)
+and cannot tell a caller with the bearer token from one without, so the server has its own, on
+the standard messages. Statuses are kept for the overall server (``""``) and every served
+service; ``Watch`` sends the current status, then every change.
 
-Each open ``Watch`` stream holds one worker thread for as long as the client keeps it open (the
-servicer runs in blocking mode; its non-blocking mode deadlocks at shutdown), and health is
-exempt from the bearer token. So ``Watch`` streams are capped at a quarter of the workers: one
-more is answered ``RESOURCE_EXHAUSTED`` at once instead of starving the models of threads.
+Health needs no bearer token, for load balancers and orchestrators; with ``--auth-token-file``, a
+caller without the token learns only whether the server as a whole serves: ``Check`` and
+``Watch`` of the overall status (``service=""``, what a Kubernetes gRPC probe asks) answer, while
+``Check``/``Watch`` of a named service and ``List`` are ``UNAUTHENTICATED``, so the served
+models cannot be enumerated without the token.
+
+Open ``Watch`` streams are capped (``--max-streams``/8): they cost no thread here, but they are
+open to anyone, so one more is ``RESOURCE_EXHAUSTED``. Once shutdown begins every status turns
+``NOT_SERVING`` and the ``Watch`` streams end after sending it, so they do not hold the server
+for its grace period.
+
+All of it runs on the server's event loop; :meth:`HealthServicer.set` must be called there.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator, Callable
 
 import grpc
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health_pb2
+
+from .limits import Slots
+from .status import Status, abort, undecodable
+
+SERVICE = "grpc.health.v1.Health"
+OVERALL = ""
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
-class ListingHealthServicer(health.HealthServicer):
-    """:class:`grpc_health.v1.health.HealthServicer` that also answers ``List``."""
+class HealthServicer:
+    """The health statuses of the server and its services, and the three methods that read them."""
 
-    def __init__(self, *, max_watchers: int = 4, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._names: set[str] = {""}  # the parent starts with the overall status set
-        self.max_watchers = max_watchers
-        self._watch_slots = threading.BoundedSemaphore(max_watchers)
+    def __init__(self, watchers: Slots, authorized: Callable[[grpc.aio.ServicerContext], bool] | None = None) -> None:
+        self.statuses: dict[str, int] = {OVERALL: NOT_SERVING}
+        self.watchers = watchers
+        self._authorized = authorized
+        self._changed = asyncio.Condition()
+        self.shutting_down = False
 
-    def Watch(self, request: Any, context: grpc.ServicerContext, *args: Any, **kwargs: Any) -> Iterator[Any]:  # noqa: N802
-        if not self._watch_slots.acquire(blocking=False):
-            context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"too many open health Watch streams (at most {self.max_watchers}); poll with Check instead",
-            )
-        try:
-            yield from super().Watch(request, context, *args, **kwargs)
-        finally:
-            self._watch_slots.release()
-
-    def set(self, service: str, status: Any) -> None:
-        self._names.add(service)
-        super().set(service, status)
-
-    def List(self, request: Any, context: grpc.ServicerContext) -> health_pb2.HealthListResponse:  # noqa: N802
-        statuses = {
-            name: super(ListingHealthServicer, self).Check(health_pb2.HealthCheckRequest(service=name), context)
-            for name in sorted(self._names)
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        return {
+            f"/{SERVICE}/Check": grpc.unary_unary_rpc_method_handler(self.check),
+            f"/{SERVICE}/Watch": grpc.unary_stream_rpc_method_handler(self.watch),
+            f"/{SERVICE}/List": grpc.unary_unary_rpc_method_handler(self.list),
         }
-        return health_pb2.HealthListResponse(statuses=statuses)
+
+    async def set(self, service: str, status: int) -> None:
+        """Set a status (ignored once shutdown began) and tell the watchers."""
+        if self.shutting_down or self.statuses.get(service) == status:
+            return
+        self.statuses[service] = status
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def shut_down(self) -> None:
+        """Every status NOT_SERVING for good; the watchers get it, then their streams end."""
+        self.shutting_down = True
+        for service in self.statuses:
+            self.statuses[service] = NOT_SERVING
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _request(self, raw: bytes, context: grpc.aio.ServicerContext, method: str) -> str:
+        try:
+            service = health_pb2.HealthCheckRequest.FromString(raw).service
+        except Exception as error:
+            await abort(context, undecodable(f"/{SERVICE}/{method}", error))
+        if service != OVERALL:
+            await self._require_token(context, "the health of a named service")
+        return service
+
+    async def _require_token(self, context: grpc.aio.ServicerContext, what: str) -> None:
+        if self._authorized is not None and not self._authorized(context):
+            await abort(context, Status(
+                "UNAUTHENTICATED",
+                f'{what} needs the bearer token; without it only the overall status (service "") answers',
+            ))
+
+    async def check(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        service = await self._request(raw, context, "Check")
+        status = self.statuses.get(service)
+        if status is None:
+            await abort(context, Status("NOT_FOUND", f'no health status for service "{service[:128]}"'))
+        return health_pb2.HealthCheckResponse(status=status).SerializeToString()
+
+    async def watch(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        service = await self._request(raw, context, "Watch")
+        if not self.watchers.acquire():
+            await abort(context, Status(
+                "RESOURCE_EXHAUSTED",
+                f"too many open health Watch streams (at most {self.watchers.limit}); poll with Check instead",
+            ))
+        try:
+            sent = None
+            while True:
+                status = self.statuses.get(service, SERVICE_UNKNOWN)
+                if status != sent:
+                    yield health_pb2.HealthCheckResponse(status=status).SerializeToString()
+                    sent = status
+                if self.shutting_down:
+                    return
+                async with self._changed:
+                    await self._changed.wait()
+        finally:
+            self.watchers.release()
+
+    async def list(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            health_pb2.HealthListRequest.FromString(raw)
+        except Exception as error:
+            await abort(context, undecodable(f"/{SERVICE}/List", error))
+        await self._require_token(context, "listing the served services")
+        statuses = {
+            name: health_pb2.HealthCheckResponse(status=status) for name, status in sorted(self.statuses.items())
+        }
+        return health_pb2.HealthListResponse(statuses=statuses).SerializeToString()

@@ -38,3 +38,24 @@ def bounded_status(message: str, violations: Sequence[Violation]) -> tuple[str, 
     if len(kept) < len(violations):
         kept.append(Violation("(request)", f"{len(violations) - len(kept)} more violations not shown"))
     return cut(message, MAX_MESSAGE_CHARS), kept
+
+
+class Slots:
+    """A count of open long-lived calls with a limit; one more is refused, not queued.
+
+    Used on the server's event loop only, so a plain counter is enough.
+    """
+
+    def __init__(self, limit: int, what: str, option: str) -> None:
+        self.limit = limit
+        self.refusal = f"too many {what}: at most {limit} at once ({option}); retry later"
+        self.open = 0
+
+    def acquire(self) -> bool:
+        if self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
+
+    def release(self) -> None:
+        self.open -= 1

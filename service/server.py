@@ -1,60 +1,66 @@
 """The gRPC server: model services, health, reflection, the registry service, and shutdown.
 
-Every handler is registered with raw bytes in and out, so the server decides the status of every
-failure itself: bytes that do not parse and inputs pydantic refuses are ``INVALID_ARGUMENT`` (the
-latter with ``google.rpc.BadRequest`` field violations), a model that raises is ``INTERNAL`` with a
-request id that also appears, with the traceback, in the log. Unknown services and methods are
+The server is ``grpc.aio``: one event loop (in a thread of its own, so that the caller, the CLI or
+a test, keeps its thread) answers every call, and each served model runs in model threads of its
+own behind a batching queue (``service/batching.py``). A slow or stuck model holds only its own
+threads; an idle stream holds no thread at all.
+
+Every method is registered with raw bytes in and out, in one table (:class:`Router`), so the
+server decides the status of every failure itself: bytes that do not parse (for any method,
+health and reflection included) and inputs pydantic refuses are ``INVALID_ARGUMENT`` (the latter
+with ``google.rpc.BadRequest`` field violations); a model that raises is ``INTERNAL`` with a
+request id that also appears, with the traceback, in the log; unknown services and methods are
 ``UNIMPLEMENTED`` and messages over ``max_message_bytes`` are ``RESOURCE_EXHAUSTED``, both from
-gRPC itself.
+gRPC itself. With a bearer token configured the router answers ``UNAUTHENTICATED`` before any
+handler runs, for every method but health (``service/auth.py``, ``service/health.py``).
 
 The registry service (``protoreg.registry.v1``) answers from ``proto_versions/`` only.
-
-Two interceptors see every call first: the bearer-token check of ``service/auth.py`` (when a token
-is configured) and ``service/decoding.py``, which makes bytes the standard services cannot parse
-``INVALID_ARGUMENT`` rather than gRPC's ``INTERNAL``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from concurrent import futures
-from dataclasses import dataclass
-from functools import partial
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2
-from google.protobuf.message import Message
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
+from grpc_reflection.v1alpha import reflection_pb2
+from grpc_reflection.v1alpha._async import ReflectionServicer
 
 from registry.errors import ProtoregError
 from registry.loader import load_model
-from registry.schema import MODEL_NAME, STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE
+from registry.schema import STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE
 
-from .auth import BearerTokenInterceptor
-from .binding import ServedModel, bind_model, describe_field
-from .compile import REGISTRY_PACKAGE, ProtoTree, load_protos
+from .address import parse_address
+from .auth import TokenSource
+from .batching import BatchPolicy, CallError, ModelLine
+from .binding import ServedModel, bind_model
+from .capacity import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STREAMS, DEFAULT_WORKERS, watcher_limit
+from .compile import ProtoTree, load_protos
 from .convert import RequestError, Violation
-from .decoding import DecodeGuardInterceptor
-from .health import ListingHealthServicer
-from .limits import bounded_status, cut
+from .health import NOT_SERVING, SERVING, HealthServicer
+from .health import SERVICE as HEALTH_SERVICE
+from .limits import Slots
+from .registry_service import REGISTRY_SERVICE, RegistryServicer
+from .status import Status, abort, internal, invalid, undecodable
+from .tls import server_credentials
 
 log = logging.getLogger("protoreg.service")
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
-DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
-REGISTRY_SERVICE = f"{REGISTRY_PACKAGE}.RegistryService"
+REFLECTION_V1ALPHA = "grpc.reflection.v1alpha.ServerReflection"
+STREAM_WINDOW = 64  # PredictStream items read ahead of the answers (they batch with each other)
 
 
 class ServeError(ProtoregError):
-    """The server could not start (address in use, bad certificates, ...)."""
+    """The server could not start (address in use, ...)."""
 
 
 @dataclass(frozen=True)
@@ -64,262 +70,166 @@ class ServeOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
-    workers: int = 16
-    auth_token: str | None = None  # when set, every call but health needs it (service/auth.py)
-
-
-# -- status helpers ----------------------------------------------------------------------------
-
-
-def _abort_invalid(context: grpc.ServicerContext, message: str, violations: Sequence[Violation]) -> NoReturn:
-    message, violations = bounded_status(message, violations)
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message)
-    if violations:
-        detail = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in violations
-            ]
-        )
-        status.details.add().Pack(detail)
-    context.abort_with_status(rpc_status.to_status(status))
-    raise AssertionError("unreachable")  # abort_with_status raises
-
-
-def _check_deadline(context: grpc.ServicerContext) -> None:
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the model ran")
+    workers: int = DEFAULT_WORKERS  # model threads of a model without predict_batch
+    max_streams: int = DEFAULT_MAX_STREAMS
+    auth_token: str | TokenSource | None = None  # when set, every call but health needs it (auth.py)
+    batch: BatchPolicy = field(default_factory=BatchPolicy)
+    reuse_port: bool = False  # --processes: every worker process binds the same port
 
 
 # -- model services ---------------------------------------------------------------------------
 
 
-class ModelServicer:
-    """``Predict`` and ``PredictStream`` of one served model."""
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
 
-    def __init__(self, model: ServedModel, tree: ProtoTree) -> None:
+
+class ModelServicer:
+    """``Predict`` and ``PredictStream`` of one served model, through its :class:`ModelLine`."""
+
+    def __init__(self, model: ServedModel, tree: ProtoTree, line: ModelLine, streams: Slots) -> None:
         self.model = model
+        self.line = line
+        self.streams = streams
+        self.subject = f"model {model.name} {model.version}"
         package = model.release.package
         self.stream_request = tree.message_class(f"{package}.{STREAM_REQUEST_MESSAGE}")
         self.stream_response = tree.message_class(f"{package}.{STREAM_RESPONSE_MESSAGE}")
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(
-            self.model.service_name,
-            {
-                "Predict": grpc.unary_unary_rpc_method_handler(self.predict),
-                "PredictStream": grpc.stream_stream_rpc_method_handler(self.predict_stream),
-            },
-        )
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        service = self.model.service_name
+        return {
+            f"/{service}/Predict": grpc.unary_unary_rpc_method_handler(self.predict),
+            f"/{service}/PredictStream": grpc.stream_stream_rpc_method_handler(self.predict_stream),
+        }
 
-    def _internal(self, context: grpc.ServicerContext, what: str) -> NoReturn:
-        """INTERNAL with a fresh request id; call inside ``except`` so the traceback is logged."""
-        model = self.model
-        request_id = uuid.uuid4().hex
-        log.exception("request %s: %s of model %s %s failed", request_id, what, model.name, model.version)
-        context.set_trailing_metadata((("request-id", request_id),))
-        context.abort(
-            grpc.StatusCode.INTERNAL,
-            f"model {model.name} {model.version} failed on this request (request id {request_id}); "
-            "the server log has the details",
-        )
-        raise AssertionError("unreachable")  # abort raises
-
-    def _input(self, parse: Callable[[], Any], context: grpc.ServicerContext) -> Any:
-        """Run ``parse``; a RequestError is re-raised for the caller to report, a bug is INTERNAL."""
+    def _input(self, request: Any) -> Any:
+        """The model's input from a request message; RequestError for the client, INTERNAL for a bug."""
         try:
-            return parse()
+            return self.model.codec.to_input(request)
         except RequestError:
             raise
-        except Exception:
-            self._internal(context, "request conversion")
+        except Exception as error:
+            raise internal("request conversion", self.subject) from error
 
-    def _run(self, data: Any, context: grpc.ServicerContext) -> Message:
-        _check_deadline(context)
-        model = self.model
+    def _failure(self, error: CallError) -> Status:
+        if error.code == "INTERNAL":
+            return internal("predict", self.subject, error.error)
+        return Status(error.code, str(error))
+
+    def _response(self, output: Any) -> Any:
         try:
-            return model.codec.to_response(model.instance.predict(data))
-        except Exception:
-            self._internal(context, "predict")
+            return self.model.codec.to_response(output)
+        except Exception as error:
+            raise internal("response conversion", self.subject, error) from error
 
-    def predict(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        codec = self.model.codec
+    async def predict(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
-            data = self._input(lambda: codec.to_input(codec.parse(request)), context)
-        except RequestError as error:
-            _abort_invalid(context, str(error), error.violations)
-        return self._run(data, context).SerializeToString()
-
-    def predict_stream(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
-        codec = self.model.codec
-        for index, raw in enumerate(requests):
+            codec = self.model.codec
             try:
-                try:
-                    item = self.stream_request.FromString(raw)
-                except Exception as error:
-                    raise RequestError(f"bytes are not a valid {STREAM_REQUEST_MESSAGE} ({error})") from error
-                data = self._input(partial(codec.to_input, item.request), context)  # type: ignore[attr-defined]
+                data = self._input(codec.parse(request))
             except RequestError as error:
-                violations = [
-                    Violation(f"[{index}].request.{v.field}", v.description) for v in error.violations
-                ]
-                _abort_invalid(context, f"stream item {index}: {error}", violations)
-            response = self.stream_response()
-            response.response.CopyFrom(self._run(data, context))  # type: ignore[attr-defined]
-            yield response.SerializeToString()
-
-
-# -- registry service -------------------------------------------------------------------------
-
-
-class RegistryServicer:
-    """``protoreg.registry.v1.RegistryService``, answered from the served releases only."""
-
-    def __init__(self, models: Sequence[ServedModel], tree: ProtoTree) -> None:
-        self.tree = tree
-        self.models: dict[str, list[ServedModel]] = {}
-        for model in sorted(models, key=lambda m: (m.name, m.release.major)):
-            self.models.setdefault(model.name, []).append(model)
-        self.cls = {
-            name: tree.message_class(f"{REGISTRY_PACKAGE}.{name}")
-            for name in (
-                "ListModelsRequest", "ListModelsResponse", "ListReleasesRequest", "ListReleasesResponse",
-                "GetFieldMapRequest", "GetFieldMapResponse", "GetProtoRequest", "GetProtoResponse",
-                "Release", "ModelInfo",
-            )
-        }
-        # Releases never change while serving, so each field map is built once, here.
-        self.field_maps = {
-            (m.name, m.release.major): self._field_map(m) for lines in self.models.values() for m in lines
-        }
-
-    def handler(self) -> grpc.GenericRpcHandler:
-        methods = {
-            "ListModels": ("ListModelsRequest", self.list_models),
-            "ListReleases": ("ListReleasesRequest", self.list_releases),
-            "GetFieldMap": ("GetFieldMapRequest", self.get_field_map),
-            "GetProto": ("GetProtoRequest", self.get_proto),
-        }
-        return grpc.method_handlers_generic_handler(
-            REGISTRY_SERVICE,
-            {name: grpc.unary_unary_rpc_method_handler(self._wrap(request, fn))
-             for name, (request, fn) in methods.items()},
-        )
-
-    def _wrap(self, request_name: str, fn: Callable[[Any, grpc.ServicerContext], Message]
-              ) -> Callable[[bytes, grpc.ServicerContext], bytes]:
-        request_class = self.cls[request_name]
-
-        def call(data: bytes, context: grpc.ServicerContext) -> bytes:
+                raise invalid(str(error), error.violations) from error
             try:
-                request = request_class.FromString(data)
-            except Exception as error:
-                _abort_invalid(context, f"request bytes are not a valid {request_name} ({error})", ())
-            return fn(request, context).SerializeToString()
+                output = await self.line.call(data, _deadline(context))
+            except CallError as error:
+                raise self._failure(error) from error
+            return self._response(output).SerializeToString()  # type: ignore[no-any-return]
+        except Status as status:
+            await abort(context, status)
+            raise AssertionError("unreachable") from None  # abort raises
 
-        return call
+    async def predict_stream(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+                             ) -> AsyncIterator[bytes]:
+        """Items are read ahead and queued as they come (so they batch with each other and with
+        other calls); answers are written in the order of the items."""
+        if not self.streams.acquire():
+            await abort(context, Status("RESOURCE_EXHAUSTED", self.streams.refusal))
+        pending: asyncio.Queue[tuple[int, Any]] = asyncio.Queue(STREAM_WINDOW)
+        reader = asyncio.ensure_future(self._read_stream(requests, context, pending))
+        try:
+            while True:
+                index, item = await pending.get()
+                if item is None:
+                    return
+                if isinstance(item, Status):
+                    raise item
+                try:
+                    output = await item
+                except CallError as error:
+                    raise self._failure(error) from error
+                response = self.stream_response()
+                response.response.CopyFrom(self._response(output))  # type: ignore[attr-defined]
+                yield response.SerializeToString()
+        except Status as status:
+            await abort(context, status)
+        finally:
+            reader.cancel()
+            while not pending.empty():
+                _, item = pending.get_nowait()
+                if isinstance(item, asyncio.Future):
+                    self.line.withdraw(item)
+            self.streams.release()
 
-    def _release(self, model: ServedModel) -> Message:
-        release = model.release
-        return self.cls["Release"](
-            major=release.major,
-            version=release.version,
-            package=release.package,
-            service=model.service_name,
-            proto_path=release.path,
-        )
-
-    def _lines(self, name: str, context: grpc.ServicerContext) -> list[ServedModel]:
-        if not MODEL_NAME.fullmatch(name):  # fullmatch: the pattern's "$" would let a final "\n" in
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f'"{cut(name, 64)}" is not a model name; model names are lower_snake_case, '
-                          'like "iris_model"')
-        if name not in self.models:
-            served = ", ".join(sorted(self.models)) or "none"
-            context.abort(grpc.StatusCode.NOT_FOUND, f'model "{cut(name, 64)}" is not served here (served: {served})')
-        return self.models[name]
-
-    def _line(self, name: str, major: int, context: grpc.ServicerContext) -> ServedModel:
-        lines = self._lines(name, context)
-        if major == 0:
-            return lines[-1]
-        for model in lines:
-            if model.release.major == major:
-                return model
-        served = ", ".join(str(m.release.major) for m in lines)
-        context.abort(grpc.StatusCode.NOT_FOUND,
-                      f'model "{name}" has no served major line {major} (served: {served})')
-        raise AssertionError("unreachable")
-
-    def list_models(self, request: Any, context: grpc.ServicerContext) -> Message:
-        response = self.cls["ListModelsResponse"]()
-        for name, lines in sorted(self.models.items()):
-            newest = lines[-1]
-            response.models.add(  # type: ignore[attr-defined]
-                name=name,
-                display_name=newest.display_name,
-                description=newest.description,
-                releases=[self._release(m) for m in lines],
-            )
-        return response
-
-    def list_releases(self, request: Any, context: grpc.ServicerContext) -> Message:
-        lines = self._lines(request.model, context)
-        return self.cls["ListReleasesResponse"](releases=[self._release(m) for m in lines])
-
-    def get_field_map(self, request: Any, context: grpc.ServicerContext) -> Message:
-        model = self._line(request.model, request.major, context)
-        return self.field_maps[(model.name, model.release.major)]
-
-    def _field_map(self, model: ServedModel) -> Message:
-        response = self.cls["GetFieldMapResponse"](release=self._release(model))
-        file = model.release.file
-        proto = descriptor_pb2.FileDescriptorProto()
-        file.CopyToProto(proto)
-        package = model.release.package
-        for msg_proto in proto.message_type:
-            msg = file.message_types_by_name[msg_proto.name]
-            entry = response.messages.add(name=msg.name)  # type: ignore[attr-defined]
-            for fd in msg.fields:
-                described = describe_field(fd, package)
-                if fd.is_repeated:
-                    label = "map" if described.startswith("map<") else "repeated"
-                else:
-                    label = "optional" if fd.has_presence else "singular"
-                entry.fields.add(name=fd.name, number=fd.number, type=described.removeprefix("repeated "), label=label)
-            for r in msg_proto.reserved_range:  # end is exclusive in descriptors
-                entry.reserved_ranges.add(start=r.start, end=r.end - 1)
-            entry.reserved_names.extend(msg_proto.reserved_name)
-        for enum_proto in proto.enum_type:
-            entry = response.enums.add(name=enum_proto.name)  # type: ignore[attr-defined]
-            for value in enum_proto.value:
-                entry.values.add(name=value.name, number=value.number)
-            for r in enum_proto.reserved_range:  # end is inclusive for enums
-                entry.reserved_ranges.add(start=r.start, end=r.end)
-            entry.reserved_names.extend(enum_proto.reserved_name)
-        return response
-
-    def get_proto(self, request: Any, context: grpc.ServicerContext) -> Message:
-        model = self._line(request.model, request.major, context)
-        return self.cls["GetProtoResponse"](release=self._release(model), content=model.release.content)
+    async def _read_stream(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext,
+                           pending: asyncio.Queue[tuple[int, Any]]) -> None:
+        deadline = _deadline(context)
+        index = 0
+        try:
+            async for raw in requests:
+                try:
+                    try:
+                        item = self.stream_request.FromString(raw)
+                    except Exception as error:
+                        raise RequestError(f"bytes are not a valid {STREAM_REQUEST_MESSAGE} ({error})") from error
+                    data = self._input(item.request)  # type: ignore[attr-defined]
+                except RequestError as error:
+                    violations = [Violation(f"[{index}].request.{v.field}", v.description) for v in error.violations]
+                    await pending.put((index, invalid(f"stream item {index}: {error}", violations)))
+                    return
+                except Status as status:
+                    await pending.put((index, status))
+                    return
+                try:
+                    future = self.line.submit(data, deadline)
+                except CallError as error:
+                    await pending.put((index, self._failure(error)))
+                    return
+                await pending.put((index, future))
+                index += 1
+        finally:
+            if not pending.full():
+                pending.put_nowait((index, None))
+            else:
+                await pending.put((index, None))
 
 
 # -- reflection -------------------------------------------------------------------------------
 
 
-def _reflection_v1_handler(servicer: reflection.ReflectionServicer) -> grpc.GenericRpcHandler:
-    """``grpc.reflection.v1`` on top of the v1alpha servicer: the two are identical on the wire."""
-    return grpc.method_handlers_generic_handler(
-        REFLECTION_V1,
-        {
-            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
-                servicer.ServerReflectionInfo,
-                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
-                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
-            )
-        },
-    )
+def _reflection_handler(servicer: ReflectionServicer, streams: Slots, method: str) -> grpc.RpcMethodHandler:
+    """``ServerReflectionInfo`` on raw bytes: bytes that do not parse are INVALID_ARGUMENT."""
+
+    async def info(raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        if not streams.acquire():
+            await abort(context, Status("RESOURCE_EXHAUSTED", streams.refusal))
+
+        async def parsed() -> AsyncIterator[Any]:
+            async for raw in raws:
+                try:
+                    request = reflection_pb2.ServerReflectionRequest.FromString(raw)
+                except Exception as error:
+                    await abort(context, undecodable(method, error))
+                yield request
+
+        try:
+            async for response in servicer.ServerReflectionInfo(parsed(), context):
+                yield response.SerializeToString()
+        finally:
+            streams.release()
+
+    return grpc.stream_stream_rpc_method_handler(info)
 
 
 def _add_reflection_v1_file(tree: ProtoTree) -> None:
@@ -343,99 +253,208 @@ def _add_reflection_v1_file(tree: ProtoTree) -> None:
         tree.pool.AddSerializedFile(proto.SerializeToString())
 
 
+# -- routing ----------------------------------------------------------------------------------
+
+
+async def _unauthenticated(_request: Any, context: grpc.aio.ServicerContext) -> None:
+    await abort(context, Status(
+        "UNAUTHENTICATED",
+        "this server needs a bearer token: send the metadata `authorization: Bearer <token>` "
+        "(protoreg predict --auth-token-file PATH)",
+    ))
+
+
+def _denial(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as ``handler`` that answers UNAUTHENTICATED without reading."""
+    if handler is None or handler.request_streaming:
+        if handler is not None and not handler.response_streaming:
+            return grpc.stream_unary_rpc_method_handler(_unauthenticated)
+        return grpc.stream_stream_rpc_method_handler(_unauthenticated)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(_unauthenticated)
+    return grpc.unary_unary_rpc_method_handler(_unauthenticated)
+
+
+class Router(grpc.GenericRpcHandler):
+    """Every method of the server in one table, with the bearer-token check in front of it.
+
+    Health is let through without the token (its servicer answers only the overall status then);
+    every other method, unknown ones included, is UNAUTHENTICATED without it, so nothing can be
+    probed.
+    """
+
+    def __init__(self, handlers: dict[str, grpc.RpcMethodHandler], tokens: TokenSource | None) -> None:
+        self.handlers = handlers
+        self.tokens = tokens
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method: str = handler_call_details.method
+        handler = self.handlers.get(method)
+        tokens = self.tokens
+        if tokens is None or method.startswith(f"/{HEALTH_SERVICE}/"):
+            return handler
+        if tokens.authorized(handler_call_details.invocation_metadata):
+            return handler
+        return _denial(handler)
+
+
 # -- the server -------------------------------------------------------------------------------
 
 
 class ModelServer:
-    """A configured gRPC server for some models; :meth:`start` binds, :meth:`stop` drains."""
+    """A configured gRPC server for some models; :meth:`start` binds, :meth:`stop` drains.
+
+    The server's event loop runs in a thread of its own; every public method is called from any
+    other thread.
+    """
 
     def __init__(self, models: Sequence[ServedModel], tree: ProtoTree, options: ServeOptions) -> None:
         self.models = list(models)
         self.tree = tree
         self.options = options
         self.port = 0
-        # Blocking Watch streams: the non-blocking mode sends under the servicer's lock and can
-        # deadlock against a watch closing at the same moment (seen on shutdown), so each Watch
-        # holds a worker thread instead.
-        self.health = ListingHealthServicer(
-            experimental_non_blocking=False, max_watchers=max(1, options.workers // 4)
-        )
+        tokens = options.auth_token
+        self.tokens = TokenSource.fixed(tokens) if isinstance(tokens, str) else tokens
+        self.service_names = [m.service_name for m in self.models]
+        if tree.registry_file is not None:
+            self.service_names.append(REGISTRY_SERVICE)
+        self.lines: dict[str, ModelLine] = {}
+        self.health: HealthServicer | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="protoreg-server", daemon=True)
+        self._server: grpc.aio.Server | None = None
+        _add_reflection_v1_file(tree)
+
+    # -- running on the loop ---------------------------------------------------------------
+
+    def _run(self, coroutine: Awaitable[Any], timeout: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)  # type: ignore[arg-type]
+
+    def _build(self) -> grpc.aio.Server:
+        """The aio server with every handler (on the loop: grpc.aio binds to the running loop)."""
+        options = self.options
+        streams = Slots(options.max_streams, "open streams (PredictStream, reflection and health Watch)",
+                        "--max-streams")
+        watchers = Slots(watcher_limit(options.max_streams), "open health Watch streams", "--max-streams / 8")
+        self.health = health = HealthServicer(
+            watchers, authorized=None if self.tokens is None else self.tokens.authorized_context)
+        handlers: dict[str, grpc.RpcMethodHandler] = {}
+        for model in self.models:
+            name = model.service_name
+            line = ModelLine(
+                f"{model.name} {model.version}", model.instance, options.batch, self._loop,
+                threads=options.workers if not callable(getattr(model.instance, "predict_batch", None)) else 1,
+                on_stall=functools.partial(self._on_stall, name),
+            )
+            self.lines[name] = line
+            handlers.update(ModelServicer(model, self.tree, line, streams).handlers())
+        if self.tree.registry_file is not None:
+            handlers.update(RegistryServicer(self.models, self.tree).handlers())
+        handlers.update(health.handlers())
+        reflected = [*self.service_names, HEALTH_SERVICE, REFLECTION_V1ALPHA, REFLECTION_V1]
+        reflection = ReflectionServicer(reflected, pool=self.tree.pool)
+        for name in (REFLECTION_V1ALPHA, REFLECTION_V1):
+            path = f"/{name}/ServerReflectionInfo"
+            handlers[path] = _reflection_handler(reflection, streams, path)
         limit = options.max_message_bytes
-        self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="protoreg"),
+        server = grpc.aio.server(
+            handlers=[Router(handlers, self.tokens)],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
-                ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share
-            ],
-            interceptors=[
-                *([BearerTokenInterceptor(options.auth_token)] if options.auth_token else []),
-                DecodeGuardInterceptor(),
+                # a second server on the same port must fail, unless --processes asked to share it
+                ("grpc.so_reuseport", 1 if options.reuse_port else 0),
             ],
         )
-        handlers = [ModelServicer(m, tree).handler() for m in self.models]
-        self.service_names = [m.service_name for m in self.models]
-        if tree.registry_file is not None:
-            handlers.append(RegistryServicer(self.models, tree).handler())
-            self.service_names.append(REGISTRY_SERVICE)
-        self.server.add_generic_rpc_handlers(tuple(handlers))
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        _add_reflection_v1_file(tree)
-        reflected = [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1]
-        reflection_servicer = reflection.ReflectionServicer(reflected, pool=tree.pool)
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection_servicer, self.server)
-        self.server.add_generic_rpc_handlers((_reflection_v1_handler(reflection_servicer),))
+        return server
 
-    def _credentials(self) -> grpc.ServerCredentials | None:
-        opts = self.options
-        if opts.tls_cert is None and opts.tls_key is None:
-            if opts.tls_client_ca is not None:
-                raise ServeError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)")
-            return None
-        if opts.tls_cert is None or opts.tls_key is None:
-            raise ServeError("TLS needs both --tls-cert and --tls-key")
-        try:
-            pair = (opts.tls_key.read_bytes(), opts.tls_cert.read_bytes())
-            client_ca = opts.tls_client_ca.read_bytes() if opts.tls_client_ca else None
-        except OSError as error:
-            raise ServeError(f"cannot read a TLS file: {error}") from error
-        return grpc.ssl_server_credentials(
-            [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
-        )
+    def _on_stall(self, service: str, stalled: bool) -> None:
+        if self.health is not None:
+            self._loop.create_task(self.health.set(service, NOT_SERVING if stalled else SERVING))
+        if not stalled:
+            log.warning("%s answers again: reporting it SERVING", service)
 
-    def start(self) -> int:
-        """Bind the address, start serving and report SERVING; returns the bound port."""
-        address = self.options.address
-        credentials = self._credentials()
+    async def _start(self, address: str, credentials: grpc.ServerCredentials | None, serving: bool) -> int:
+        server = self._server = self._build()
         try:
             if credentials is None:
-                port = self.server.add_insecure_port(address)
+                bound = server.add_insecure_port(address)
             else:
-                port = self.server.add_secure_port(address, credentials)
+                bound = server.add_secure_port(address, credentials)
         except RuntimeError as error:
-            port = 0
-            detail = f" ({error})"
-        else:
-            detail = ""
-        if not port:
             raise ServeError(
-                f"cannot listen on {address}{detail}; is another server using it? "
+                f"cannot listen on {address} ({error}); is another server using it? "
                 "choose another with --address HOST:PORT"
+            ) from error
+        if not bound:
+            raise ServeError(
+                f"cannot listen on {address}; is another server using it? choose another with --address HOST:PORT"
             )
-        self.port = port
-        self.server.start()
-        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await server.start()
+        await self._set_serving(serving)
+        return bound
+
+    async def _set_serving(self, serving: bool) -> None:
+        assert self.health is not None
+        status = SERVING if serving else NOT_SERVING
+        await self.health.set("", status)
         for name in self.service_names:
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        return port
+            line = self.lines.get(name)
+            await self.health.set(name, NOT_SERVING if line is not None and line.stalled else status)
+
+    async def _stop(self, grace: float | None) -> None:
+        if self.health is not None:
+            await self.health.shut_down()
+        if self._server is not None:
+            await self._server.stop(grace)
+        for line in self.lines.values():
+            line.close()
+
+    # -- the public, thread-safe side ------------------------------------------------------------
+
+    def start(self, serving: bool = True) -> int:
+        """Bind the address, start serving and report SERVING (or, with ``serving=False``,
+        NOT_SERVING until :meth:`set_serving`); returns the bound port."""
+        host, port = parse_address(self.options.address)
+        options = self.options
+        credentials = server_credentials(options.tls_cert, options.tls_key, options.tls_client_ca)
+        self._thread.start()
+        try:
+            self.port = self._run(self._start(f"{host}:{port}", credentials, serving))
+        except BaseException:
+            self._shutdown_loop()
+            raise
+        return self.port
+
+    def set_serving(self, serving: bool) -> None:
+        """Report every service (and the server) SERVING or NOT_SERVING."""
+        self._run(self._set_serving(serving))
 
     def stop(self, grace: float | None = 10.0) -> None:
-        """Report NOT_SERVING, stop accepting calls, let in-flight calls finish within ``grace``."""
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        """Report NOT_SERVING, stop accepting calls, let in-flight calls finish within ``grace``.
 
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.server.wait_for_termination(timeout)
+        Calls still running after ``grace`` are cancelled; a model call that ignores that keeps
+        its (daemon) thread, which ``protoreg serve`` does not wait for when it exits.
+        """
+        if not self._thread.is_alive():
+            return
+        try:
+            self._run(self._stop(grace))
+        finally:
+            self._shutdown_loop()
+
+    def _shutdown_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def batch_summary(self) -> list[str]:
+        """One line per model line: calls and the sizes of the batches that served them."""
+        return [f"{name}: {line.stats.summary()}" for name, line in self.lines.items()]
+
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on the server's loop (thread-safe)."""
+        self._loop.call_soon_threadsafe(fn)
 
 
 def create_server(

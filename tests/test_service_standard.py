@@ -73,8 +73,8 @@ def test_health_turns_not_serving_when_shutdown_begins(tree: ProtoTree) -> None:
 
 
 def test_health_watch_streams_are_capped_so_they_cannot_starve_the_models(tree: ProtoTree) -> None:
-    # 8 workers -> at most 2 watchers; health needs no token, so an uncapped Watch is a cheap DoS.
-    with running([IrisModel], tree, workers=8) as (_server, address), grpc.insecure_channel(address) as channel:
+    # 16 streams -> at most 2 watchers; health needs no token, so an uncapped Watch is a cheap DoS.
+    with running([IrisModel], tree, max_streams=16) as (_server, address), grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         watches = [stub.Watch(health_pb2.HealthCheckRequest(service="")) for _ in range(2)]
         assert [next(w).status for w in watches] == [SERVING, SERVING]

@@ -1,0 +1,78 @@
+"""How a call ends when it does not end OK: one exception for every handler, one way to send it.
+
+A handler raises :class:`Status` (a gRPC status code name, one sentence, and the
+``google.rpc.BadRequest`` field violations or the request id when there are any); the server sends
+it with :func:`abort`. ``INVALID_ARGUMENT`` carries its violations as ``google.rpc.Status``
+details, cut to what fits in a client's trailers (``service/limits.py``); ``INTERNAL`` carries its
+request id in the trailing metadata ``request-id`` and in its message, and the traceback is
+logged under the same id. The code names are gRPC's, which every transport maps.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+import grpc
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from .convert import Violation
+from .limits import bounded_status
+
+log = logging.getLogger("protoreg.service")
+
+
+class Status(Exception):
+    """A call's end other than OK."""
+
+    def __init__(self, code: str, message: str, violations: Sequence[Violation] = (),
+                 request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.violations = tuple(violations)
+        self.request_id = request_id
+
+
+def internal(what: str, subject: str, error: BaseException | None = None) -> Status:
+    """INTERNAL with a fresh request id; the traceback (of ``error``, or of the exception being
+    handled) is logged under that id."""
+    request_id = uuid.uuid4().hex
+    log.error("request %s: %s of %s failed", request_id, what, subject,
+              exc_info=(type(error), error, error.__traceback__) if error is not None else True)
+    return Status(
+        "INTERNAL",
+        f"{subject} failed on this request (request id {request_id}); the server log has the details",
+        request_id=request_id,
+    )
+
+
+def invalid(message: str, violations: Sequence[Violation] = ()) -> Status:
+    return Status("INVALID_ARGUMENT", message, violations)
+
+
+def undecodable(method: str, error: Exception) -> Status:
+    """INVALID_ARGUMENT for request bytes of ``method`` (its path) that do not parse."""
+    return invalid(f"request bytes are not a valid request of {method} ({error})")
+
+
+async def abort(context: grpc.aio.ServicerContext, status: Status) -> None:
+    """End the call with ``status`` (raises, as ``context.abort`` does)."""
+    code = getattr(grpc.StatusCode, status.code)
+    if status.code == "INVALID_ARGUMENT":
+        message, violations = bounded_status(status.message, status.violations)
+        proto = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message)
+        if violations:
+            detail = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in violations
+                ]
+            )
+            proto.details.add().Pack(detail)
+        rich = rpc_status.to_status(proto)
+        await context.abort(rich.code, rich.details, rich.trailing_metadata)
+    trailers = (("request-id", status.request_id),) if status.request_id else ()
+    await context.abort(code, status.message, trailers)
