@@ -826,18 +826,16 @@ def message_moved(pair: MessagePair) -> Iterator[Hit]:
         yield Hit(f"Message {_q(pair.moved_from)} moved to {_q(pair.name)}.", pair.moved_from, pair.name)
 
 
-def _json_format_dropped(before: dict[str, str], after: dict[str, str]) -> bool:
+def _json_format_hits(pair: MessagePair | EnumPair, noun: str) -> Iterator[Hit]:
     """As buf does, only losing ALLOW counts: gaining it adds a guarantee and takes none away."""
-    return before.get("json_format") == "ALLOW" and after.get("json_format", "ALLOW") != "ALLOW"
+    b, a = pair.before_features.get("json_format"), pair.after_features.get("json_format")
+    if pair.before is not None and pair.after is not None and b == "ALLOW" and a not in (None, "ALLOW"):
+        yield Hit(f"{noun} {_q(pair.name)} JSON format support changed from {_q(b)} to {_q(a)}.", b, a)
 
 
 @handler
 def message_json_format_changed(pair: MessagePair) -> Iterator[Hit]:
-    if pair.before is not None and pair.after is not None and _json_format_dropped(
-        pair.before_features, pair.after_features
-    ):
-        b, a = pair.before_features["json_format"], pair.after_features["json_format"]
-        yield Hit(f"Message {_q(pair.name)} JSON format support changed from {_q(b)} to {_q(a)}.", b, a)
+    yield from _json_format_hits(pair, "Message")
 
 
 # -- handlers: fields -----------------------------------------------------------------------
@@ -1106,11 +1104,7 @@ def enum_openness_changed(pair: EnumPair) -> Iterator[Hit]:
 
 @handler
 def enum_json_format_changed(pair: EnumPair) -> Iterator[Hit]:
-    if pair.before is not None and pair.after is not None and _json_format_dropped(
-        pair.before_features, pair.after_features
-    ):
-        b, a = pair.before_features["json_format"], pair.after_features["json_format"]
-        yield Hit(f"Enum {_q(pair.name)} JSON format support changed from {_q(b)} to {_q(a)}.", b, a)
+    yield from _json_format_hits(pair, "Enum")
 
 
 def _names(names: tuple[str, ...]) -> str:
