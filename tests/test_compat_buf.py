@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,28 +24,17 @@ from registry import ir
 from registry.compat.descriptors import load_tree
 from registry.compat.engine import check_trees
 from registry.protoc import ProtocError, compile_descriptor_set
+from tests.buf_testdata import buf_binary as installed_buf
 
-BUF_VERSION = "1.75.0"
 CASES = int(os.environ.get("PROTOREG_BUF_CASES", "80"))
 SCALARS = ir.SCALAR_TYPES
 
 
 def buf_binary() -> Path:
     """buf from the npm registry, installed once into a cache directory outside the repository."""
-    cache = Path(os.environ.get("PROTOREG_BUF_CACHE", Path.home() / ".cache" / "protoreg-buf"))
-    binary = cache / "node_modules" / ".bin" / "buf"
-    if binary.exists():
-        return binary
-    npm = shutil.which("npm")
-    if npm is None:
+    binary = installed_buf()
+    if binary is None:
         pytest.skip("npm is not installed, so buf (@bufbuild/buf on the npm registry) cannot be installed")
-    cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [npm, "install", "--prefix", str(cache), "--no-audit", "--no-fund", f"@bufbuild/buf@{BUF_VERSION}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
     return binary
 
 

@@ -7,11 +7,15 @@ types are full names (``acme.v1.Order.Line``, ``google.protobuf.Timestamp``), ma
 scalars implicit presence (``singular``), proto2 ``required`` sets ``Field.required``. What the IR
 has no place for is kept per field in ``Package.extra["facts"]`` (message -> number -> facts):
 ``oneof`` (a real oneof's name), ``wire_required`` (proto2 ``required``), ``default`` (proto2
-default value) and ``entry`` (the full name of a map's entry message).
+default value) and ``entry`` (the full name of a map's entry message). The resolved features of
+each message and enum are kept in ``Package.extra["features"]`` (name -> feature -> value name):
+``json_format`` (``ALLOW`` or ``LEGACY_BEST_EFFORT``) for both, ``enum_type`` (``OPEN`` or
+``CLOSED``) for enums.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2
@@ -40,6 +44,10 @@ _SCALARS = {
     FDP.TYPE_BYTES: "bytes",
 }
 MESSAGE_NUMBER_END = ir.FIELD_NUMBER_MAX + 1  # descriptor message ranges are end-exclusive
+
+Features = dict[str, str]  # feature name -> value name, e.g. {"json_format": "ALLOW"}
+_MESSAGE_FEATURES = ("json_format",)
+_ENUM_FEATURES = ("enum_type", "json_format")
 
 
 def load_tree(path: Path) -> list[ir.Package]:
@@ -73,13 +81,22 @@ def file_to_package(file: descriptor_pb2.FileDescriptorProto) -> ir.Package:
     messages: list[ir.Message] = []
     enums: list[ir.Enum] = []
     facts: dict[str, dict[int, dict[str, object]]] = {}
+    features: dict[str, Features] = {}
     proto3 = file.syntax == "proto3"
     prefix = f".{file.package}." if file.package else "."
+    file_features = _resolve(edition_defaults(file_edition(file)), file.options.features)
+
+    def add_enum(enum: descriptor_pb2.EnumDescriptorProto, name: str, parent: Features) -> None:
+        enums.append(_enum(name, enum))
+        resolved = _resolve(parent, enum.options.features)
+        features[name] = {k: resolved[k] for k in _ENUM_FEATURES}
 
     for enum in file.enum_type:
-        enums.append(_enum(enum.name, enum))
+        add_enum(enum, enum.name, file_features)
 
-    def visit(message: descriptor_pb2.DescriptorProto, name: str) -> None:
+    def visit(message: descriptor_pb2.DescriptorProto, name: str, parent: Features) -> None:
+        resolved = _resolve(parent, message.options.features)
+        features[name] = {k: resolved[k] for k in _MESSAGE_FEATURES}
         entries = {f"{prefix}{name}.{m.name}": m for m in message.nested_type if m.options.map_entry}
         fields: list[ir.Field] = []
         message_facts: dict[int, dict[str, object]] = {}
@@ -111,12 +128,12 @@ def file_to_package(file: descriptor_pb2.FileDescriptorProto) -> ir.Package:
         )
         for nested in message.nested_type:
             if not nested.options.map_entry:
-                visit(nested, f"{name}.{nested.name}")
+                visit(nested, f"{name}.{nested.name}", resolved)
         for enum in message.enum_type:
-            enums.append(_enum(f"{name}.{enum.name}", enum))
+            add_enum(enum, f"{name}.{enum.name}", resolved)
 
     for message in file.message_type:
-        visit(message, message.name)
+        visit(message, message.name, file_features)
     services = tuple(
         ir.Service(
             name=s.name,
@@ -140,8 +157,46 @@ def file_to_package(file: descriptor_pb2.FileDescriptorProto) -> ir.Package:
         enums=tuple(enums),
         services=services,
         file_name=file.name,
-        extra={"facts": facts, "syntax": file.syntax or "proto2"},
+        extra={"facts": facts, "features": features, "syntax": file.syntax or "proto2"},
     )
+
+
+def file_edition(file: descriptor_pb2.FileDescriptorProto) -> int:
+    """The file's edition; proto2 and proto3 files are the editions ``EDITION_PROTO2``/``PROTO3``."""
+    if file.syntax == "editions":
+        return file.edition
+    return descriptor_pb2.EDITION_PROTO3 if file.syntax == "proto3" else descriptor_pb2.EDITION_PROTO2
+
+
+def edition_defaults(edition: int) -> Features:
+    """The default of each feature the rules compare, in ``edition``.
+
+    Read from protobuf's own declaration of the features (``descriptor.proto``'s
+    ``edition_defaults``): the value of the newest edition at or before ``edition``. Edition
+    numbers are ordered like the editions. The Python runtime resolves features the same way but
+    exposes the result only through private methods (a test compares the two).
+    """
+    return dict(_edition_defaults(edition))
+
+
+@cache
+def _edition_defaults(edition: int) -> tuple[tuple[str, str], ...]:
+    defaults = []
+    for name in sorted({*_MESSAGE_FEATURES, *_ENUM_FEATURES}):
+        field = descriptor_pb2.FeatureSet.DESCRIPTOR.fields_by_name[name]
+        ordered = sorted((d.edition, d.value) for d in field.GetOptions().edition_defaults)
+        defaults.append((name, next((value for e, value in reversed(ordered) if e <= edition), ordered[0][1])))
+    return tuple(defaults)
+
+
+def _resolve(parent: Features, features: descriptor_pb2.FeatureSet) -> Features:
+    """``parent``'s features overridden by those set explicitly on a file, message or enum."""
+    resolved = dict(parent)
+    for name in parent:
+        if features.HasField(name):
+            values = features.DESCRIPTOR.fields_by_name[name].enum_type.values_by_number
+            resolved[name] = values[getattr(features, name)].name
+    return resolved
 
 
 def _field(

@@ -224,6 +224,8 @@ class _Walk:
                 before=None if key in moved else bm,
                 after=am,
                 moved_from=moved.get(key),
+                before_features=self.b.features.get(old_key, {}),
+                after_features=self.a.features.get(key, {}),
                 **self.common(key, direction, file),
             )
             # A moved message is reported once, then compared field by field as itself.
@@ -274,7 +276,15 @@ class _Walk:
             be, ae = self.b.enums.get(key), self.a.enums.get(key)
             direction = self.direction(key, key)
             file = self.file(key, key)
-            yield from self.run("enum", EnumPair(name=key, before=be, after=ae, **self.common(key, direction, file)))
+            enum_pair = EnumPair(
+                name=key,
+                before=be,
+                after=ae,
+                before_features=self.b.features.get(key, {}),
+                after_features=self.a.features.get(key, {}),
+                **self.common(key, direction, file),
+            )
+            yield from self.run("enum", enum_pair)
             if be is None or ae is None:
                 continue
             bv = _values_by_number(be)

@@ -31,6 +31,8 @@ Warn = Literal["never", "response", "always"]
 
 PROTO_UPDATING = "https://protobuf.dev/programming-guides/proto3/#updating"
 PROTO_JSON = "https://protobuf.dev/programming-guides/json/"
+PROTO_FEATURES = "https://protobuf.dev/editions/features/"
+PROTO_ENUMS = "https://protobuf.dev/programming-guides/enum/"
 BUF_RULES = "https://buf.build/docs/breaking/rules/"
 CARGO_SEMVER = "https://doc.rust-lang.org/cargo/reference/semver.html"
 DESIGN = "docs/compat.md#direction"
@@ -102,6 +104,8 @@ class MessagePair(Pair):
     before: ir.Message | None
     after: ir.Message | None
     moved_from: str | None = None
+    before_features: dict[str, str] = dc_field(default_factory=dict)  # descriptors.py: json_format
+    after_features: dict[str, str] = dc_field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +124,8 @@ class EnumPair(Pair):
     name: str
     before: ir.Enum | None
     after: ir.Enum | None
+    before_features: dict[str, str] = dc_field(default_factory=dict)  # descriptors.py: enum_type, json_format
+    after_features: dict[str, str] = dc_field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -308,6 +314,18 @@ RULES: tuple[Rule, ...] = (
         "major",
         "major",
         BUF_RULES,
+    ),
+    Rule(
+        "MESSAGE_JSON_FORMAT_CHANGED",
+        "message JSON format support dropped",
+        "A message's json_format feature went from ALLOW to LEGACY_BEST_EFFORT (set in editions, or "
+        "the message moved from a proto3 to a proto2 file): protoc no longer guarantees that its "
+        "JSON mapping is well defined, so JSON clients may meet clashing keys.",
+        "WIRE_JSON",
+        "message",
+        "major",
+        "major",
+        PROTO_FEATURES,
     ),
     # fields
     Rule(
@@ -513,6 +531,31 @@ RULES: tuple[Rule, ...] = (
         "minor",
         "major",
         BUF_RULES,
+    ),
+    Rule(
+        "ENUM_OPENNESS_CHANGED",
+        "enum changed between open and closed",
+        "An enum changed between open and closed (its enum_type feature in editions, or a move "
+        "between proto3 and proto2 files): a closed enum parses a value it does not know into the "
+        "unknown fields and leaves the field unset, an open one keeps it in the field; generated "
+        "code differs too.",
+        "SOURCE",
+        "enum",
+        "major",
+        "major",
+        PROTO_ENUMS,
+    ),
+    Rule(
+        "ENUM_JSON_FORMAT_CHANGED",
+        "enum JSON format support dropped",
+        "An enum's json_format feature went from ALLOW to LEGACY_BEST_EFFORT (set in editions, or the "
+        "enum moved from a proto3 to a proto2 file): protoc no longer guarantees that its value "
+        "names map to JSON without clashes.",
+        "WIRE_JSON",
+        "enum",
+        "major",
+        "major",
+        PROTO_FEATURES,
     ),
     Rule(
         "ENUM_VALUE_ADDED",
@@ -783,6 +826,18 @@ def message_moved(pair: MessagePair) -> Iterator[Hit]:
         yield Hit(f"Message {_q(pair.moved_from)} moved to {_q(pair.name)}.", pair.moved_from, pair.name)
 
 
+def _json_format_hits(pair: MessagePair | EnumPair, noun: str) -> Iterator[Hit]:
+    """As buf does, only losing ALLOW counts: gaining it adds a guarantee and takes none away."""
+    b, a = pair.before_features.get("json_format"), pair.after_features.get("json_format")
+    if pair.before is not None and pair.after is not None and b == "ALLOW" and a not in (None, "ALLOW"):
+        yield Hit(f"{noun} {_q(pair.name)} JSON format support changed from {_q(b)} to {_q(a)}.", b, a)
+
+
+@handler
+def message_json_format_changed(pair: MessagePair) -> Iterator[Hit]:
+    yield from _json_format_hits(pair, "Message")
+
+
 # -- handlers: fields -----------------------------------------------------------------------
 
 
@@ -1037,6 +1092,19 @@ def enum_added(pair: EnumPair) -> Iterator[Hit]:
 def enum_removed(pair: EnumPair) -> Iterator[Hit]:
     if pair.before is not None and pair.after is None:
         yield Hit(f"Enum {_q(pair.name)} was removed.", pair.name, None)
+
+
+@handler
+def enum_openness_changed(pair: EnumPair) -> Iterator[Hit]:
+    before, after = pair.before_features.get("enum_type"), pair.after_features.get("enum_type")
+    if pair.before is not None and pair.after is not None and before and after and before != after:
+        b, a = before.lower(), after.lower()
+        yield Hit(f"Enum {_q(pair.name)} changed from {b} to {a}.", b, a)
+
+
+@handler
+def enum_json_format_changed(pair: EnumPair) -> Iterator[Hit]:
+    yield from _json_format_hits(pair, "Enum")
 
 
 def _names(names: tuple[str, ...]) -> str:

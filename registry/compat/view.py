@@ -99,6 +99,7 @@ class View:
     files: dict[str, str] = field(default_factory=dict)  # element key -> file
     file_packages: dict[str, str] = field(default_factory=dict)  # file -> package
     facts: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # see descriptors.py
+    features: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> resolved features, ditto
     request: set[str] = field(default_factory=set)
     response: set[str] = field(default_factory=set)
 
@@ -132,16 +133,21 @@ def build_view(packages: Iterable[ir.Package], *, qualified: bool, label: str = 
         file_name = package.proto_path
         view.file_packages[file_name] = package.package
         facts = package.extra.get("facts", {})
+        features = package.extra.get("features", {})
         for message in package.messages:
             key = view.key(package, message.name)
             view.messages[key] = message
             view.files[key] = file_name
             if message.name in facts:
                 view.facts[key] = dict(facts[message.name])
+            if message.name in features:
+                view.features[key] = features[message.name]
         for enum in package.enums:
             key = view.key(package, enum.name)
             view.enums[key] = enum
             view.files[key] = file_name
+            if enum.name in features:
+                view.features[key] = features[enum.name]
         for service in package.services:
             key = view.key(package, service.name)
             view.services[key] = service
