@@ -300,5 +300,12 @@ main.add_command(breaking)
 main.add_command(rules)
 
 
+# -- the registry browser (registry/site/) -------------------------------------------------
+
+from .site.commands import site  # noqa: E402
+
+main.add_command(site)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
