@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, ir
+from . import __version__
 from .errors import ProtoregError, UsageError
 
 EXIT_OK = 0
@@ -169,37 +169,6 @@ def history(ctx: click.Context, model: str) -> None:
 # -- fields --------------------------------------------------------------------------------
 
 
-def field_map(package: ir.Package) -> dict[str, Any]:
-    """The JSON form of ``protoreg fields``: names are full names inside the package."""
-    return {
-        "model": package.model,
-        "version": package.version,
-        "package": package.package,
-        "messages": [
-            {
-                "name": m.name,
-                "fields": [
-                    {"name": f.name, "number": f.number, "type": f.proto_type, "label": f.label,
-                     "required": f.required}
-                    for f in m.fields
-                ],
-                "reserved_numbers": [n for n in ir.expand_ranges(m.reserved_numbers)],
-                "reserved_names": list(m.reserved_names),
-            }
-            for m in package.messages
-        ],
-        "enums": [
-            {
-                "name": e.name,
-                "values": [{"name": v.name, "number": v.number} for v in e.values],
-                "reserved_numbers": [n for n in ir.expand_ranges(e.reserved_numbers)],
-                "reserved_names": list(e.reserved_names),
-            }
-            for e in package.enums
-        ],
-    }
-
-
 @main.command()
 @click.argument("model")
 @click.option("--version", "version", metavar="V", help="A registered version (default: the newest).")
@@ -208,6 +177,8 @@ def field_map(package: ir.Package) -> dict[str, Any]:
 @click.pass_context
 def fields(ctx: click.Context, model: str, version: str | None, fmt: str) -> None:
     """Show the field map of MODEL: every message, field number, enum value and reservation."""
+    from .fieldmap import field_map
+
     with _open(ctx) as registry:
         release = registry.release(model, version)
     data = field_map(release.package)
@@ -327,6 +298,13 @@ main.add_command(check)
 main.add_command(diff)
 main.add_command(breaking)
 main.add_command(rules)
+
+
+# -- the registry browser (registry/site/) -------------------------------------------------
+
+from .site.commands import site  # noqa: E402
+
+main.add_command(site)
 
 
 if __name__ == "__main__":  # pragma: no cover

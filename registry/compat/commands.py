@@ -95,23 +95,12 @@ def diff(ctx: click.Context, model: str, v1: str, v2: str, fmt: str) -> None:
     Exit 100 when V2's version bump over V1 is too small for what changed.
     """
     from ..store import open_registry
-    from .engine import check_release
+    from .engine import diff_releases
 
     with open_registry(_db_url(ctx)) as registry:
         releases = registry.releases(model)
         first, second = registry.release(model, v1), registry.release(model, v2)
-    index = next(i for i, r in enumerate(releases) if r.version == second.version)
-    history = [r for i, r in enumerate(releases) if i < index or r.version == first.version]
-    history = [r for r in history if r.version != second.version]
-    report = check_release(
-        model,
-        history,
-        second.package,
-        second.version,
-        second.fingerprint,
-        against=first.version,
-        file_prefix=_protos_prefix(ctx),
-    )
+    report = diff_releases(releases, first, second, file_prefix=_protos_prefix(ctx))
     _emit([report], fmt)
 
 
