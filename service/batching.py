@@ -30,7 +30,9 @@ Every call keeps its own fate:
   never the server.
 
 A model without ``predict_batch`` goes through the same queue; its line has ``threads`` model
-threads, and a thread runs the calls it is handed one ``predict`` at a time.
+threads. While its calls are cheaper than handing work to a thread (under a millisecond), a
+thread takes every queued call and runs them one ``predict`` after another; slower calls are
+handed out one per thread, so that the threads run them side by side.
 
 A model call (a batch) that runs longer than ``predict_timeout`` fails its calls with
 ``DEADLINE_EXCEEDED``; when every thread of a line is held by such a call the line *stalls*: the
@@ -60,6 +62,10 @@ DEFAULT_MAX_BATCH_DELAY = 0.002  # seconds
 DEFAULT_PREDICT_TIMEOUT = 30.0  # seconds
 DEFAULT_MAX_QUEUE = 1024  # calls queued per line; one more is RESOURCE_EXHAUSTED
 PEAK_WINDOW = 16  # batches whose in-flight peak decides how many calls a batch waits for
+# A model without predict_batch gains nothing from a batch but one thread hand-off for several
+# calls; that is worth it only while its calls are cheaper than a hand-off. Slower calls are
+# handed out one at a time, so that every model thread gets one.
+GROUP_BELOW = 0.001  # seconds a call of such a model may take and still be grouped
 
 
 @dataclass(frozen=True)
@@ -181,9 +187,11 @@ class _Thread:
             batch = self.jobs.get()
             if batch is None:
                 return
+            started = time.perf_counter()
             outcomes = run_model(line.model, [item.data for item in batch], line.batch)
+            elapsed = time.perf_counter() - started
             try:
-                line.loop.call_soon_threadsafe(line._finished, self, batch, outcomes)
+                line.loop.call_soon_threadsafe(line._finished, self, batch, outcomes, elapsed)
             except RuntimeError:  # the loop is closed: the server stopped while this ran
                 return
 
@@ -219,7 +227,19 @@ class ModelLine:
         self._wait: asyncio.TimerHandle | None = None
         self._threads = [_Thread(self, i) for i in range(max(1, threads))]
         self._idle = list(self._threads)
+        # moving average of a model call's time per input; unknown at first, so not grouped
+        self._call_seconds = GROUP_BELOW
         self.stalled = False
+
+    @property
+    def queued(self) -> int:
+        """Calls waiting for the model."""
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """Calls queued or in the model, not yet answered."""
+        return self._in_flight
 
     # -- a call ----------------------------------------------------------------------------
 
@@ -280,8 +300,10 @@ class ModelLine:
     def _dispatch(self, waited: bool = False) -> None:
         """Hand queued calls to idle threads, waiting (adaptively) for a fuller batch first."""
         policy = self.policy
+        group = self.batch or self._call_seconds < GROUP_BELOW
+        size = policy.max_batch_size if group else 1
         while self._idle and self._queue:
-            want = min(policy.max_batch_size, max(self._peaks))
+            want = min(size, max(self._peaks))
             if not waited and len(self._queue) < want and policy.max_batch_delay > 0:
                 if self._wait is None:
                     self._wait = self.loop.call_later(policy.max_batch_delay, self._waited)
@@ -290,7 +312,7 @@ class ModelLine:
                 self._wait.cancel()
                 self._wait = None
             waited = False
-            batch = self._take(policy.max_batch_size)
+            batch = self._take(size)
             if batch:
                 self._start(self._idle.pop(), batch)
 
@@ -332,8 +354,9 @@ class ModelLine:
         else:
             future.set_result(outcome)
 
-    def _finished(self, thread: _Thread, batch: list[_Item], outcomes: list[Any]) -> None:
+    def _finished(self, thread: _Thread, batch: list[_Item], outcomes: list[Any], elapsed: float) -> None:
         """A model thread is done with ``batch`` (called on the loop)."""
+        self._call_seconds = 0.8 * self._call_seconds + 0.2 * elapsed / len(batch)
         if thread.timer is not None:
             thread.timer.cancel()
             thread.timer = None

@@ -24,6 +24,10 @@ from registry.errors import ProtoregError, UsageError
 
 from .auth import with_token
 
+# protobuf's binary decoder (upb) takes messages nested 100 deep; its JSON parser counts the
+# top-level message too, so 101 lets through exactly what the server accepts.
+JSON_DEPTH_LIMIT = 101
+
 
 class PredictCallError(ProtoregError):
     """The server answered with an error status."""
@@ -104,7 +108,7 @@ def predict_json(
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
         try:
-            request = json_format.Parse(payload, request_class())
+            request = json_format.Parse(payload, request_class(), max_recursion_depth=JSON_DEPTH_LIMIT)
         except json_format.ParseError as error:
             raise UsageError(f"--json is not a valid {method.input_type.full_name}: {error}") from error
         call = channel.unary_unary(

@@ -12,6 +12,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -285,6 +286,70 @@ class TreeModel:
 
     def predict(self, data: TreeInput) -> TreeOutput:
         return TreeOutput(**data.model_dump())
+
+
+# -- batch_model: batch-aware, controlled by the test that serves it (in the same process) ------
+
+
+class BatchInput(BaseModel):
+    """One number, and how the model should misbehave on it."""
+
+    value: int = Field(ge=0)
+    fail: bool = Field(default=False, description="predict raises for this input (so predict_batch too).")
+    exit: bool = Field(default=False, description="predict raises SystemExit for this input.")
+    short: bool = Field(default=False, description="predict_batch returns one output too few.")
+
+
+class BatchOutput(BaseModel):
+    """The number, doubled."""
+
+    value: int
+
+
+class BatchModel:
+    """A batch-aware model that records every batch it gets and can be held mid-batch.
+
+    Its state is on the class, so a test serving it in-process can hold the next batch
+    (``hold``), see the batches (``batches``) and what ``predict`` got (``singles``).
+    """
+
+    qualified_name = "batch_model"
+    display_name = "Batch Model"
+    description = "Doubles numbers, a batch at a time."
+    version = "1.0.0"
+    input_schema = BatchInput
+    output_schema = BatchOutput
+
+    batches: list[list[int]] = []
+    singles: list[int] = []
+    hold = threading.Event()  # set: batches run; cleared: the next batch waits for it
+    running = threading.Event()  # set when a batch starts
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.batches = []
+        cls.singles = []
+        cls.hold = threading.Event()
+        cls.hold.set()
+        cls.running = threading.Event()
+
+    def predict(self, data: BatchInput) -> BatchOutput:
+        type(self).singles.append(data.value)
+        if data.exit:
+            raise SystemExit(3)
+        if data.fail:
+            raise ValueError(f"cannot double {data.value}")
+        return BatchOutput(value=data.value * 2)
+
+    def predict_batch(self, inputs: list[BatchInput]) -> list[BatchOutput]:
+        cls = type(self)
+        cls.batches.append([d.value for d in inputs])
+        cls.running.set()
+        cls.hold.wait()
+        if any(d.fail or d.exit for d in inputs):
+            raise RuntimeError("a bad input in the batch")
+        outputs = [BatchOutput(value=d.value * 2) for d in inputs]
+        return outputs[:-1] if any(d.short for d in inputs) else outputs
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -229,6 +229,34 @@ def test_tls_and_a_bearer_token_together(tree: ProtoTree, certs: Path, tmp_path:
         assert code == 1 and "UNAUTHENTICATED" in err
 
 
+@pytest.mark.parametrize(
+    ("files", "problem"),
+    [
+        ({"--tls-cert": "server.pem", "--tls-key": "client.key"},
+         "--tls-key {client.key} is not the private key of the certificate in --tls-cert {server.pem}"),
+        ({"--tls-cert": "junk.pem", "--tls-key": "server.key"}, "--tls-cert {junk.pem} is not a PEM file"),
+        ({"--tls-cert": "server.pem", "--tls-key": "server.key", "--tls-client-ca": "fake-ca.pem"},
+         "--tls-client-ca {fake-ca.pem} holds no usable CA certificate"),
+        ({"--tls-cert": "server.pem", "--tls-key": "server.key", "--tls-client-ca": "junk.pem"},
+         "--tls-client-ca {junk.pem} is not a PEM file"),
+    ],
+)
+def test_a_bad_tls_file_is_named_before_anything_binds(
+    certs: Path, tmp_path: Path, files: dict[str, str], problem: str
+) -> None:
+    (tmp_path / "junk.pem").write_text("not a certificate at all\n")
+    (tmp_path / "fake-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
+    paths = {name: (certs / name if (certs / name).exists() else tmp_path / name) for name in files.values()}
+    args = [arg for flag, name in files.items() for arg in (flag, str(paths[name]))]
+    result = CliRunner().invoke(main, ["--protos", str(REPO / "proto_versions"), "serve", "iris_model",
+                                       "--address", "127.0.0.1:0", *args])
+    assert result.exit_code == 2, result.output
+    for name, path in paths.items():
+        problem = problem.replace(f"{{{name}}}", str(path))
+    assert problem in result.output
+    assert "another server" not in result.output and "Traceback" not in result.output
+
+
 # -- serve in a subprocess: SIGTERM drains in-flight calls --------------------------------------
 
 
