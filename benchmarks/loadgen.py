@@ -9,6 +9,13 @@ result (JSON on stdout) lists each measurement: completed calls, errors, through
 
 A stream measurement opens ``concurrency`` ``PredictStream`` calls and sends one request at a
 time on each, waiting for its answer (the same number of requests in flight as unary).
+
+A target may ask for several ``channels`` (default 1): the callers are spread over that many
+channels, each its own TCP connection, as many separate clients would be (``--processes`` spreads
+connections, not calls, over its server processes).
+
+A plan may instead be a ``soak`` (one target, one concurrency, one long measurement): the same
+measurement, with every error status counted by name.
 """
 
 from __future__ import annotations
@@ -61,26 +68,27 @@ async def _stream_worker(
         errors.append(error.code().name)
 
 
-async def _measure(channel: grpc.aio.Channel, target: dict[str, Any], mode: str, concurrency: int,
+async def _measure(channels: list[grpc.aio.Channel], target: dict[str, Any], mode: str, concurrency: int,
                    seconds: float, warmup: float) -> dict[str, Any]:
     if mode == "unary":
-        method: Any = channel.unary_unary(target["unary"], request_serializer=_identity,
-                                          response_deserializer=_identity)
+        methods: list[Any] = [c.unary_unary(target["unary"], request_serializer=_identity,
+                                            response_deserializer=_identity) for c in channels]
         request = bytes.fromhex(target["request"])
         worker: Any = _unary_worker
     else:
-        method = channel.stream_stream(target["stream"], request_serializer=_identity,
-                                       response_deserializer=_identity)
+        methods = [c.stream_stream(target["stream"], request_serializer=_identity,
+                                   response_deserializer=_identity) for c in channels]
         request = bytes.fromhex(target["stream_request"])
         worker = _stream_worker
     if warmup > 0:
-        await asyncio.gather(*(worker(method, request, time.perf_counter() + warmup, [], [])
-                               for _ in range(concurrency)))
+        await asyncio.gather(*(worker(methods[i % len(methods)], request, time.perf_counter() + warmup, [], [])
+                               for i in range(concurrency)))
     latencies: list[float] = []
     errors: list[str] = []
     start = time.perf_counter()
     until = start + seconds
-    await asyncio.gather(*(worker(method, request, until, latencies, errors) for _ in range(concurrency)))
+    await asyncio.gather(*(worker(methods[i % len(methods)], request, until, latencies, errors)
+                           for i in range(concurrency)))
     elapsed = time.perf_counter() - start
     return {
         "target": target["name"],
@@ -89,6 +97,7 @@ async def _measure(channel: grpc.aio.Channel, target: dict[str, Any], mode: str,
         "calls": len(latencies),
         "errors": len(errors),
         "error_codes": sorted(set(errors)),
+        "error_counts": {code: errors.count(code) for code in sorted(set(errors))},
         "seconds": elapsed,
         "throughput": len(latencies) / elapsed,
         "p50_ms": percentile(latencies, 50) * 1000,
@@ -96,8 +105,14 @@ async def _measure(channel: grpc.aio.Channel, target: dict[str, Any], mode: str,
     }
 
 
+def _channels(target: dict[str, Any]) -> list[grpc.aio.Channel]:
+    # a local subchannel pool: otherwise channels to one address share one connection
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    return [grpc.aio.insecure_channel(target["address"], options=options) for _ in range(target.get("channels", 1))]
+
+
 async def run_plan(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    channels = {t["name"]: grpc.aio.insecure_channel(t["address"]) for t in plan["targets"]}
+    channels = {t["name"]: _channels(t) for t in plan["targets"]}
     results: list[dict[str, Any]] = []
     try:
         for round_index in range(plan["rounds"]):
@@ -109,8 +124,9 @@ async def run_plan(plan: dict[str, Any]) -> list[dict[str, Any]]:
                         result["round"] = round_index
                         results.append(result)
     finally:
-        for channel in channels.values():
-            await channel.close()
+        for group in channels.values():
+            for channel in group:
+                await channel.close()
     return results
 
 

@@ -2,11 +2,12 @@
 
     python -m benchmarks.profile_serving [--concurrency 8] [--seconds 5]
 
-Starts ``protoreg serve iris_model``, the seed-style reference and the ``protoreg-aio``
-experiment like the serving benchmark does, keeps ``concurrency`` unary calls in flight against
-one at a time, samples the thread holding the GIL with py-spy (from PyPI, in the dev extra), and
-prints, per server, the share of samples spent inside each of a few functions: the model's
-``predict``, protoreg's conversions, grpcio's server loop. Not part of ``make bench``; it is the
+Starts ``protoreg serve iris_model`` and the original service it replaces (and the original's
+server with protoreg's model, ``seed-style``) like the serving benchmark does, keeps
+``concurrency`` unary calls in flight against one at a time, samples the thread holding the GIL
+with py-spy (from PyPI, in the dev extra), and prints, per server, the share of samples spent
+inside each of a few functions: the model's ``predict``, protoreg's conversions and queue,
+grpcio's server loop. Not part of ``make bench``; it is the
 profile the README's Performance section quotes. Needs permission to ptrace the servers.
 """
 
@@ -27,13 +28,16 @@ from .reference_servers import generate_stubs, load_stubs
 from .serving import IRIS, SERVICE, free_port, prepare_protos, protoreg_script, running, wait_ready
 
 WATCHED = (
+    "IrisModel.predict_batch",
     "IrisModel.predict",
+    "OriginalIrisModel.predict",
     "ModelServicer.predict",
+    "ModelLine.submit",
+    "ModelLine._finished",
     "ModelCodec.to_input",
     "ModelCodec.to_response",
-    "SeedServicer.Predict",
+    "ClassicServicer.Predict",
     "MessageToDict",
-    "_serve_aio.<locals>.predict",
     "_unary_response_in_pool",
     "_serve",
 )
@@ -73,16 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         here = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         reference = [sys.executable, "-m", "benchmarks.reference_servers"]
-        ports = {name: free_port() for name in ("protoreg", "seed-style", "protoreg-aio")}
+        ports = {name: free_port() for name in ("protoreg", "original", "seed-style")}
         argvs = {
             "protoreg": [protoreg_script(), "--protos", str(protos), "serve", "iris_model", "--address",
                          f"127.0.0.1:{ports['protoreg']}"],
+            "original": [*reference, "original", "--stubs", str(stubs), "--port", str(ports["original"])],
             "seed-style": [*reference, "seed", "--stubs", str(stubs), "--port", str(ports["seed-style"])],
-            "protoreg-aio": [*reference, "protoreg-aio", "--protos", str(protos), "--port",
-                             str(ports["protoreg-aio"])],
         }
         for name, argv_ in argvs.items():
-            with running(name, argv_, env) as process:
+            with running(argv_, root / f"{name}.log", env) as process:
                 address = f"127.0.0.1:{ports[name]}"
                 wait_ready(address, request)
                 plan = {"targets": [{"name": name, "address": address, "unary": f"{SERVICE}/Predict", "stream": "",
