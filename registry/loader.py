@@ -109,7 +109,8 @@ def batch_problem(model: Any, meta: ModelMetadata) -> str | None:
     if batch is None:
         return None
     if not callable(batch):
-        return f"is a {type(batch).__name__}, not a method; define def predict_batch(self, inputs) -> list"
+        return (f"is not callable (it is {type(batch).__name__} {batch!r:.40}); define it as "
+                "def predict_batch(self, inputs) -> list")
     try:
         hints = typing.get_type_hints(batch)
         parameters = [p for p in inspect.signature(batch).parameters.values() if p.name != "self"]
