@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import ir
+from . import ir, typemap
 from .errors import NumberingError
 from .schema import (
     REQUEST_MESSAGE,
@@ -114,38 +114,6 @@ def _fresh_number(scope: Scope, taken: set[int]) -> int:
     return number
 
 
-def _type_key(spec: FieldSpec) -> str:
-    cardinality = "single" if spec.label == "optional" else spec.label
-    key = f"{cardinality}:{spec.type.kind}:{spec.type.name}"
-    if spec.label == "map":
-        key += f":{spec.key_type}"
-    return key
-
-
-def type_compatible(before: str, after: str) -> bool:
-    """Whether a number may keep serving a field whose type key changed from before to after."""
-    if before == after:
-        return True
-    b, a = before.split(":"), after.split(":")
-    if b[0] != a[0] or b[1] != a[1]:
-        return False  # cardinality or kind changed
-    if b[1] != "scalar":
-        return False  # enums and messages stand alone
-    if len(b) == 4 and not ir.scalar_wire_compatible(b[3], a[3]):
-        return False  # map keys
-    return ir.scalar_wire_compatible(b[2], a[2])
-
-
-def _field_type_text(type_key: str) -> str:
-    parts = type_key.split(":")
-    base = parts[2]
-    if parts[0] == "repeated":
-        return f"repeated {base}"
-    if parts[0] == "map":
-        return f"map<{parts[3]}, {base}>"
-    return base
-
-
 def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
     """Number ``schema`` against ``history``. Returns a new history; the input is not changed."""
     history = _copy(history)
@@ -157,14 +125,14 @@ def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
         used: dict[int, FieldSpec] = {}
         names_in_schema = {f.name for f in message.fields}
         for spec in message.fields:
-            key = _type_key(spec)
+            key = spec.type_key
             slot: Slot | None = None
             action, detail = "added", ""
             # 1. the same field, still here under the same name
             current = by_name_active.get(spec.name)
             if current is not None:
-                change = f'from "{_field_type_text(current.type_key)}" to "{_field_type_text(key)}"'
-                if type_compatible(current.type_key, key):
+                change = f'from "{typemap.type_key_text(current.type_key)}" to "{typemap.type_key_text(key)}"'
+                if typemap.type_key_compatible(current.type_key, key):
                     slot = current
                     action, detail = ("retyped", change) if current.type_key != key else ("", "")
                 else:
@@ -177,7 +145,7 @@ def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
                         candidate is not None
                         and old not in names_in_schema
                         and candidate.number not in used
-                        and type_compatible(candidate.type_key, key)
+                        and typemap.type_key_compatible(candidate.type_key, key)
                     ):
                         slot, action, detail = candidate, "renamed", old
                         break
@@ -188,7 +156,7 @@ def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
                         not candidate.active
                         and candidate.name == spec.name
                         and candidate.number not in used
-                        and type_compatible(candidate.type_key, key)
+                        and typemap.type_key_compatible(candidate.type_key, key)
                     ):
                         slot = candidate
                         action = "restored" if action == "added" else action

@@ -4,12 +4,12 @@ The schema tree is what the author declared, with no field numbers and no databa
 input of numbering (``numbering.allocate_numbers``). Everything protoreg cannot express in proto3
 is refused here, with an error that names the model, the field path and the problem.
 
-Mapping (see DESIGN.md): ``str``/``bytes``/``bool`` -> ``string``/``bytes``/``bool``; ``int`` ->
-``int64`` (override with ``json_schema_extra={"protoreg": {"type": "sint32"}}``); ``float`` ->
-``double``; ``Enum`` and ``Literal`` of strings -> enum; nested ``BaseModel`` -> message;
-``list[X]`` -> ``repeated X`` (``list[list[X]]`` through a wrapper message ``XList``);
-``dict[str, X]`` -> ``map<string, X>``; ``Optional[X]`` -> presence; ``datetime`` /
-``timedelta`` -> ``google.protobuf.Timestamp`` / ``Duration``.
+Types come from :mod:`registry.typemap`, one row per Python type (``int`` -> ``int64``,
+``datetime`` -> ``google.protobuf.Timestamp``, ...; a field may pick another proto type with
+``json_schema_extra={"protoreg": {"type": "sint32"}}``). This module handles the structure around
+them: ``Enum`` and ``Literal`` of strings -> enum; nested ``BaseModel`` -> message; ``list[X]`` ->
+``repeated X`` (``list[list[X]]`` through a wrapper message ``XList``); ``dict[K, X]`` -> ``map``;
+``Optional[X]`` -> presence.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import re
 import types
 import typing
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from . import typemap
 from .errors import SchemaError
 
 if TYPE_CHECKING:
@@ -40,23 +40,6 @@ STREAM_RESPONSE_MESSAGE = "PredictStreamResponse"
 RESERVED_MESSAGE_NAMES = frozenset(
     {REQUEST_MESSAGE, RESPONSE_MESSAGE, STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE}
 )
-
-INT_TYPES = (
-    "int32",
-    "int64",
-    "uint32",
-    "uint64",
-    "sint32",
-    "sint64",
-    "fixed32",
-    "fixed64",
-    "sfixed32",
-    "sfixed64",
-)
-FLOAT_TYPES = ("double", "float")
-MAP_KEY_TYPES = frozenset(INT_TYPES) | {"string", "bool"}
-TIMESTAMP = "google.protobuf.Timestamp"
-DURATION = "google.protobuf.Duration"
 
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 MESSAGE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
@@ -83,6 +66,16 @@ class FieldSpec:
     description: str = ""
     key_type: str | None = None
     renamed_from: tuple[str, ...] = ()
+
+    @property
+    def type_key(self) -> str:
+        """The field's wire shape, as the numbering ledger stores it (see ``typemap.type_key``)."""
+        return typemap.type_key(self.label, self.type.kind, self.type.name, self.key_type)
+
+    @property
+    def type_text(self) -> str:
+        """The type as a reader writes it: ``double``, ``repeated Species``, ``map<string, X>``."""
+        return typemap.field_type_text(self.label, self.type.name, self.key_type)
 
 
 @dataclass(frozen=True)
@@ -274,26 +267,13 @@ class _Extractor:
         origin = typing.get_origin(tp)
         if origin in (list, dict) or split_optional(tp)[1]:
             raise AssertionError("containers are handled by the caller")
-        if tp is bool:
-            return self.scalar("bool", override, ("bool",), path)
-        if tp is int:
-            return self.scalar("int64", override, INT_TYPES, path)
-        if tp is float:
-            return self.scalar("double", override, FLOAT_TYPES, path)
-        if tp is str:
-            return self.scalar("string", override, ("string",), path)
-        if tp is bytes:
-            return self.scalar("bytes", override, ("bytes",), path)
-        if tp is datetime:
-            return TypeSpec("message", TIMESTAMP)
-        if tp is timedelta:
-            return TypeSpec("message", DURATION)
+        row = typemap.python_type(tp)
+        if row is not None:
+            if row.kind == "message":
+                return TypeSpec("message", row.proto)
+            return self.scalar(row.proto, override, row.overrides, path)
         if isinstance(tp, type) and issubclass(tp, enum.Enum):
-            members = list(tp)
-            if all(isinstance(m.value, str) for m in members):
-                values = [(m.value, m.value) for m in members]
-            else:
-                values = [(m.name, m.name) for m in members]
+            values = [(label, label) for label, _ in typemap.enum_members(tp)]
             name = self.enum_for(
                 tp, tp.__name__, values, _docstring(tp), f"enum {tp.__module__}.{tp.__qualname__}", path
             )
@@ -311,8 +291,7 @@ class _Extractor:
             return TypeSpec("message", self.message_for(tp, path))
         raise self.fail(
             path,
-            f'type "{_describe(tp)}" is not supported; use str, bytes, bool, int, float, an Enum, '
-            "a Literal of strings, a pydantic model, list, dict[str, X], Optional, datetime or timedelta",
+            f'type "{_describe(tp)}" is not supported; use {typemap.supported_types_text()}',
         )
 
     def scalar(self, default: str, override: str | None, allowed: tuple[str, ...], path: str) -> TypeSpec:
@@ -445,9 +424,11 @@ def _dict_args(tp: Any, extractor: _Extractor, path: str) -> tuple[str, Any]:
     if len(args) != 2:
         raise extractor.fail(path, "a bare dict needs key and value types, e.g. dict[str, float]")
     key = strip_annotated(args[0])
-    key_type = {str: "string", int: "int64", bool: "bool"}.get(key)
+    key_type = typemap.map_key_type(key)
     if key_type is None:
-        raise extractor.fail(path, f'map key type "{_describe(key)}" is not supported; use str, int or bool')
+        raise extractor.fail(
+            path, f'map key type "{_describe(key)}" is not supported; use {typemap.map_key_types_text()}'
+        )
     return key_type, args[1]
 
 

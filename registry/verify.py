@@ -14,10 +14,11 @@ from typing import Any
 from . import ir
 from .lineage import FORMAT as LINEAGE_FORMAT
 from .lineage import lineage_of
-from .numbering import History, type_compatible
+from .numbering import History
 from .render import render_package
 from .schema import STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE
 from .store import Registry, ReleaseInfo
+from .typemap import type_key_compatible
 
 GENERATED = (STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE)
 
@@ -98,7 +99,7 @@ def _check_model(
                 if f.number in reserved or f.name in message.reserved_names:
                     add("RESERVED_IN_USE", version, f'Field "{f.name}" ({f.number}) on "{message.name}" is reserved')
                 key = (message.name, f.number)
-                if key in seen and not type_compatible(seen[key][1], f.type_key):
+                if key in seen and not type_key_compatible(seen[key][1], f.type_key):
                     add("NUMBER_RETYPED", version,
                         f'Number {f.number} on "{message.name}" went from "{seen[key][1]}" to "{f.type_key}"')
                 seen[key] = (f.name, f.type_key)

@@ -22,33 +22,14 @@ from registry.schema import (
     RESPONSE_MESSAGE,
     STREAM_REQUEST_MESSAGE,
     STREAM_RESPONSE_MESSAGE,
-    FieldSpec,
     ModelSchema,
     extract_schema,
 )
+from registry.typemap import DESCRIPTOR_SCALARS
 from registry.versioning import parse_version
 
 from .compile import ProtoTree, RenderedRelease
 from .convert import BindError, CodecBuilder, ModelCodec
-
-FD = descriptor.FieldDescriptor
-_SCALAR_NAMES = {
-    FD.TYPE_DOUBLE: "double",
-    FD.TYPE_FLOAT: "float",
-    FD.TYPE_INT64: "int64",
-    FD.TYPE_UINT64: "uint64",
-    FD.TYPE_INT32: "int32",
-    FD.TYPE_FIXED64: "fixed64",
-    FD.TYPE_FIXED32: "fixed32",
-    FD.TYPE_BOOL: "bool",
-    FD.TYPE_STRING: "string",
-    FD.TYPE_BYTES: "bytes",
-    FD.TYPE_UINT32: "uint32",
-    FD.TYPE_SFIXED32: "sfixed32",
-    FD.TYPE_SFIXED64: "sfixed64",
-    FD.TYPE_SINT32: "sint32",
-    FD.TYPE_SINT64: "sint64",
-}
 
 
 class ReleaseMismatchError(ProtoregError):
@@ -85,7 +66,7 @@ def describe_field(fd: descriptor.FieldDescriptor, package: str) -> str:
             return _type_name(f.message_type.full_name, package)
         if f.enum_type is not None:
             return _type_name(f.enum_type.full_name, package)
-        return _SCALAR_NAMES.get(f.type, str(f.type))
+        return DESCRIPTOR_SCALARS.get(f.type, str(f.type))
 
     if fd.is_repeated:
         entry = fd.message_type
@@ -94,14 +75,6 @@ def describe_field(fd: descriptor.FieldDescriptor, package: str) -> str:
             return f"map<{element(key)}, {element(value)}>"
         return f"repeated {element(fd)}"
     return element(fd)
-
-
-def _describe_spec(spec: FieldSpec) -> str:
-    if spec.label == "map":
-        return f"map<{spec.key_type}, {spec.type.name}>"
-    if spec.label == "repeated":
-        return f"repeated {spec.type.name}"
-    return spec.type.name
 
 
 def schema_differences(schema: ModelSchema, release: RenderedRelease) -> list[str]:
@@ -125,7 +98,7 @@ def schema_differences(schema: ModelSchema, release: RenderedRelease) -> list[st
             if fd is None:
                 found.append(f'field "{message.name}.{spec.name}" is declared but not rendered')
                 continue
-            want, have = _describe_spec(spec), describe_field(fd, package)
+            want, have = spec.type_text, describe_field(fd, package)
             if want != have:
                 found.append(f'field "{message.name}.{spec.name}" is "{want}" but rendered as "{have}"')
         for name in rendered:

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from registry import ir
 from registry.compat.descriptors import load_tree
 from registry.compat.engine import check_trees
 from registry.protoc import ProtocError, compile_descriptor_set
+from registry.typemap import SCALAR_TYPES
 
 BUF_VERSION = "1.75.0"
 CASES = int(os.environ.get("PROTOREG_BUF_CASES", "80"))
-SCALARS = ir.SCALAR_TYPES
+SCALARS = SCALAR_TYPES
 
 
 def buf_binary() -> Path:

@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from registry import ir
-from registry.numbering import type_compatible
 from registry.protoc import compile_descriptor_set
 from registry.render import render_package
 from registry.schema import extract_schema
 from registry.store import ReleaseInfo, open_registry
+from registry.typemap import type_key_compatible
 from tests.evolution import Spec, assert_shared_equal, build_model, evolutions, fill
 
 MODEL = "evolving_model"
@@ -79,7 +79,7 @@ def check_numbering_invariants(releases: list[ReleaseInfo], schemas: dict[str, A
                 if key in seen:
                     old_name, old_type = seen[key]
                     # invariant 3: a number only ever carries wire-compatible types
-                    assert type_compatible(old_type, f.type_key), (key, old_type, f.type_key)
+                    assert type_key_compatible(old_type, f.type_key), (key, old_type, f.type_key)
                     # invariant 1/2: a number changes name only through a declared rename
                     if old_name != f.name:
                         assert old_name in renames_of(schemas[release.version], message.name).get(f.name, set())
@@ -87,9 +87,9 @@ def check_numbering_invariants(releases: list[ReleaseInfo], schemas: dict[str, A
                 current[(message.name, f.name)] = (f.number, f.type_key)
                 # invariant 1: a field that stays, with a compatible type, keeps its number
                 before = previous.get((message.name, f.name))
-                if before is not None and type_compatible(before[1], f.type_key):
+                if before is not None and type_key_compatible(before[1], f.type_key):
                     assert before[0] == f.number, (message.name, f.name, before, f.number)
-                if before is not None and not type_compatible(before[1], f.type_key):
+                if before is not None and not type_key_compatible(before[1], f.type_key):
                     assert before[0] != f.number
             ever_numbers.setdefault(message.name, set()).update(numbers)
             ever_names.setdefault(message.name, set()).update(f.name for f in message.fields)

@@ -19,26 +19,10 @@ from google.protobuf import descriptor_pb2
 from .. import ir
 from ..errors import ProtoregError
 from ..protoc import compile_descriptor_set, proto_files
+from ..typemap import DESCRIPTOR_SCALARS
 
 FDP = descriptor_pb2.FieldDescriptorProto
 
-_SCALARS = {
-    FDP.TYPE_DOUBLE: "double",
-    FDP.TYPE_FLOAT: "float",
-    FDP.TYPE_INT32: "int32",
-    FDP.TYPE_INT64: "int64",
-    FDP.TYPE_UINT32: "uint32",
-    FDP.TYPE_UINT64: "uint64",
-    FDP.TYPE_SINT32: "sint32",
-    FDP.TYPE_SINT64: "sint64",
-    FDP.TYPE_FIXED32: "fixed32",
-    FDP.TYPE_FIXED64: "fixed64",
-    FDP.TYPE_SFIXED32: "sfixed32",
-    FDP.TYPE_SFIXED64: "sfixed64",
-    FDP.TYPE_BOOL: "bool",
-    FDP.TYPE_STRING: "string",
-    FDP.TYPE_BYTES: "bytes",
-}
 MESSAGE_NUMBER_END = ir.FIELD_NUMBER_MAX + 1  # descriptor message ranges are end-exclusive
 
 
@@ -169,8 +153,8 @@ def _field(
 
 
 def _kind_and_type(f: descriptor_pb2.FieldDescriptorProto) -> tuple[ir.Kind, str]:
-    if f.type in _SCALARS:
-        return "scalar", _SCALARS[f.type]
+    if f.type in DESCRIPTOR_SCALARS:
+        return "scalar", DESCRIPTOR_SCALARS[f.type]
     if f.type == FDP.TYPE_ENUM:
         return "enum", _type_name(f.type_name)
     return "message", _type_name(f.type_name)  # messages and groups

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from .. import ir
 from ..versioning import Bump, bump_rank
 from .findings import Category, Direction
-from .view import View, covered, json_name, presence, type_change, type_text, uncovered
+from .view import View, covered, json_name, presence, type_change, uncovered
 
 Subject = Literal[
     "package", "service", "rpc", "message", "field", "enum", "enum_value", "reserved", "history", "release"
@@ -800,7 +800,7 @@ def field_added_required(pair: FieldPair) -> Iterator[Hit]:
             f"Field {_field_label(a)} was added to {_q(pair.message)} as required; clients of "
             "earlier releases do not send it.",
             None,
-            type_text(a),
+            a.type_text,
         )
 
 
@@ -808,14 +808,14 @@ def field_added_required(pair: FieldPair) -> Iterator[Hit]:
 def field_added_optional(pair: FieldPair) -> Iterator[Hit]:
     a = pair.after
     if pair.before is None and a is not None and not a.required:
-        yield Hit(f"Field {_field_label(a)} was added to {_q(pair.message)}.", None, type_text(a))
+        yield Hit(f"Field {_field_label(a)} was added to {_q(pair.message)}.", None, a.type_text)
 
 
 @handler
 def field_removed(pair: FieldPair) -> Iterator[Hit]:
     b = pair.before
     if b is not None and pair.after is None:
-        yield Hit(f"Field {_field_label(b)} was removed from {_q(pair.message)}.", type_text(b), None)
+        yield Hit(f"Field {_field_label(b)} was removed from {_q(pair.message)}.", b.type_text, None)
 
 
 @handler
@@ -917,9 +917,9 @@ def field_cardinality_changed(pair: FieldPair) -> Iterator[Hit]:
     if both and both[0].cardinality != both[1].cardinality and not _entry_swap(pair):
         b, a = both
         yield Hit(
-            f"Field {_field_label(a, b)} on {_q(pair.message)} changed from {_q(type_text(b))} to {_q(type_text(a))}.",
-            type_text(b),
-            type_text(a),
+            f"Field {_field_label(a, b)} on {_q(pair.message)} changed from {_q(b.type_text)} to {_q(a.type_text)}.",
+            b.type_text,
+            a.type_text,
         )
 
 
@@ -929,10 +929,10 @@ def field_cardinality_changed_json_incompatible(pair: FieldPair) -> Iterator[Hit
     if both and _entry_swap(pair):
         b, a = both
         yield Hit(
-            f"Field {_field_label(a, b)} on {_q(pair.message)} changed from {_q(type_text(b))} to "
-            f"{_q(type_text(a))}, which keeps the binary encoding but changes the JSON one.",
-            type_text(b),
-            type_text(a),
+            f"Field {_field_label(a, b)} on {_q(pair.message)} changed from {_q(b.type_text)} to "
+            f"{_q(a.type_text)}, which keeps the binary encoding but changes the JSON one.",
+            b.type_text,
+            a.type_text,
         )
 
 
