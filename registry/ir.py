@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import typemap
+from . import naming, typemap
 from .typemap import Kind
 
 Label = Literal["optional", "singular", "repeated", "map"]
@@ -198,7 +198,12 @@ class Package:
         """The file's path inside ``proto_versions/``; the directory matches the package."""
         if self.file_name:
             return self.file_name
-        return f"{self.package.replace('.', '/')}/{self.model}.proto"
+        return naming.proto_path(self.package, self.model)
+
+    @property
+    def release_header(self) -> str:
+        """The comment line naming the release this package was rendered from."""
+        return naming.release_header(self.model, self.version)
 
     @property
     def imports(self) -> tuple[str, ...]:

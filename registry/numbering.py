@@ -20,18 +20,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import ir, typemap
+from . import ir, naming, typemap
 from .errors import NumberingError
-from .schema import (
+from .naming import (
+    PREDICT_METHOD,
+    PREDICT_STREAM_METHOD,
     REQUEST_MESSAGE,
     RESPONSE_MESSAGE,
+    STREAM_REQUEST_FIELD,
     STREAM_REQUEST_MESSAGE,
+    STREAM_RESPONSE_FIELD,
     STREAM_RESPONSE_MESSAGE,
-    FieldSpec,
-    ModelSchema,
-    pascal_case,
-    upper_snake,
 )
+from .schema import FieldSpec, ModelSchema
 
 
 @dataclass
@@ -190,7 +191,7 @@ def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
     enums: list[ir.Enum] = []
     for enum in schema.enums:
         scope = history.scope("enum", enum.name)
-        zero = f"{upper_snake(enum.name)}_UNSPECIFIED"
+        zero = naming.enum_zero_name(enum.name)
         by_name = {s.name: s for s in scope.slots.values()}
         used_values: dict[int, tuple[str, str]] = {}
         for value in enum.values:
@@ -262,10 +263,6 @@ def _ir_enum(
     )
 
 
-def service_name(model: str) -> str:
-    return f"{pascal_case(model)}Service"
-
-
 def build_package(
     schema: ModelSchema, messages: tuple[ir.Message, ...], enums: tuple[ir.Enum, ...]
 ) -> ir.Package:
@@ -274,13 +271,13 @@ def build_package(
     stream = (
         ir.Message(
             STREAM_REQUEST_MESSAGE,
-            (ir.Field("request", 1, REQUEST_MESSAGE, "message", "optional", None, True,
+            (ir.Field(STREAM_REQUEST_FIELD, 1, REQUEST_MESSAGE, "message", "optional", None, True,
                       "One request of the stream."),),
             "One item of a PredictStream call; wraps a PredictRequest.",
         ),
         ir.Message(
             STREAM_RESPONSE_MESSAGE,
-            (ir.Field("response", 1, RESPONSE_MESSAGE, "message", "optional", None, True,
+            (ir.Field(STREAM_RESPONSE_FIELD, 1, RESPONSE_MESSAGE, "message", "optional", None, True,
                       "The answer to the request at the same position of the stream."),),
             "One answer of a PredictStream call; wraps a PredictResponse.",
         ),
@@ -289,17 +286,17 @@ def build_package(
     ordered += list(stream)
     ordered += [m for m in messages if m.name not in (REQUEST_MESSAGE, RESPONSE_MESSAGE)]
     service = ir.Service(
-        service_name(schema.model),
+        naming.service_name(schema.model),
         (
-            ir.Method("Predict", REQUEST_MESSAGE, RESPONSE_MESSAGE,
+            ir.Method(PREDICT_METHOD, REQUEST_MESSAGE, RESPONSE_MESSAGE,
                       description=f"Runs {schema.display_name or schema.model} on one input."),
-            ir.Method("PredictStream", STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE, True, True,
+            ir.Method(PREDICT_STREAM_METHOD, STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE, True, True,
                       "Runs the model on a stream of inputs; one answer per input, in order."),
         ),
         schema.description,
     )
     return ir.Package(
-        package=f"{schema.model}.v{major}",
+        package=naming.package_name(schema.model, major),
         model=schema.model,
         display_name=schema.display_name,
         description=schema.description,

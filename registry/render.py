@@ -16,8 +16,8 @@ import jinja2
 
 from . import ir
 from .faults import crash_point
+from .naming import REGISTRY_PROTO_PATH
 
-REGISTRY_PROTO_PATH = "protoreg/registry/v1/registry.proto"
 BUF_YAML = """\
 # proto_versions/ is a buf module: `buf lint` (STANDARD) and `buf breaking` run from here.
 version: v2

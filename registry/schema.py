@@ -9,7 +9,7 @@ Types come from :mod:`registry.typemap`, one row per Python type (``int`` -> ``i
 ``json_schema_extra={"protoreg": {"type": "sint32"}}``). This module handles the structure around
 them: ``Enum`` and ``Literal`` of strings -> enum; nested ``BaseModel`` -> message; ``list[X]`` ->
 ``repeated X`` (``list[list[X]]`` through a wrapper message ``XList``); ``dict[K, X]`` -> ``map``;
-``Optional[X]`` -> presence.
+``Optional[X]`` -> presence. Every name it gives comes from :mod:`registry.naming`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import enum
 import hashlib
 import inspect
 import json
-import re
 import types
 import typing
 from dataclasses import asdict, dataclass
@@ -27,25 +26,11 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from . import typemap
+from . import naming, typemap
 from .errors import SchemaError
 
 if TYPE_CHECKING:
     from .loader import ModelLike
-
-REQUEST_MESSAGE = "PredictRequest"
-RESPONSE_MESSAGE = "PredictResponse"
-STREAM_REQUEST_MESSAGE = "PredictStreamRequest"
-STREAM_RESPONSE_MESSAGE = "PredictStreamResponse"
-RESERVED_MESSAGE_NAMES = frozenset(
-    {REQUEST_MESSAGE, RESPONSE_MESSAGE, STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE}
-)
-
-FIELD_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
-MESSAGE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
-MODEL_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
 
 @dataclass(frozen=True)
 class TypeSpec:
@@ -129,18 +114,6 @@ class ModelSchema:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def upper_snake(text: str) -> str:
-    """``"Iris-Setosa"`` -> ``"IRIS_SETOSA"``; ``"IrisModel"`` -> ``"IRIS_MODEL"``."""
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
-    text = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
-    return text.upper()
-
-
-def pascal_case(text: str) -> str:
-    """``"iris_model"`` -> ``"IrisModel"``."""
-    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", text) if part)
-
-
 def _describe(tp: Any) -> str:
     if isinstance(tp, type):
         return tp.__name__
@@ -212,11 +185,11 @@ class _Extractor:
         if cls in self.class_names:
             return self.class_names[cls]
         name = cls.__name__
-        if not MESSAGE_NAME.fullmatch(name):
+        if not naming.MESSAGE_NAME.fullmatch(name):
             raise self.fail(
                 path, f'class name "{name}" is not a PascalCase proto message name; rename the class'
             )
-        if name in RESERVED_MESSAGE_NAMES:
+        if name in naming.RESERVED_MESSAGE_NAMES:
             raise self.fail(
                 path, f'class name "{name}" is reserved for the generated RPC messages; rename it'
             )
@@ -229,22 +202,22 @@ class _Extractor:
                  origin: str, path: str) -> str:
         if key in self.enum_classes:
             return self.enum_classes[key]
-        if not MESSAGE_NAME.fullmatch(name):
+        if not naming.MESSAGE_NAME.fullmatch(name):
             raise self.fail(path, f'enum name "{name}" is not a PascalCase proto enum name; rename it')
         self.claim(name, origin, path, key)
-        prefix = upper_snake(name)
+        zero = naming.enum_zero_name(name)
         specs: list[EnumValueSpec] = []
         seen: dict[str, str] = {}
         for value_label, value in values:
-            proto_name = f"{prefix}_{upper_snake(value_label)}"
-            if not upper_snake(value_label) or not IDENTIFIER.fullmatch(proto_name):
+            proto_name = naming.enum_value_name(name, value_label)
+            if not naming.upper_snake(value_label) or not naming.IDENTIFIER.fullmatch(proto_name):
                 raise self.fail(
                     path, f'enum value "{value_label}" of "{name}" cannot become a proto identifier'
                 )
-            if proto_name == f"{prefix}_UNSPECIFIED":
+            if proto_name == zero:
                 raise self.fail(
                     path,
-                    f'enum value "{value_label}" of "{name}" would clash with "{prefix}_UNSPECIFIED", '
+                    f'enum value "{value_label}" of "{name}" would clash with "{zero}", '
                     "which protoreg reserves for the zero value",
                 )
             if proto_name in seen:
@@ -283,7 +256,7 @@ class _Extractor:
             if not args or not all(isinstance(a, str) for a in args):
                 raise self.fail(path, f"Literal{list(args)!r} is not supported; only Literals of strings become enums")
             field_name = path.rsplit(".", 1)[-1]
-            name = f"{owner}{pascal_case(field_name)}"
+            name = naming.literal_enum_name(owner, field_name)
             values = [(a, a) for a in dict.fromkeys(args)]
             return TypeSpec("enum", self.enum_for(("literal", owner, field_name), name, values, "",
                                                   f"Literal of {path}", path))
@@ -312,15 +285,14 @@ class _Extractor:
         if origin is list:
             (item,) = typing.get_args(inner) or (None,)
             element = self.container_element(item, path, override, owner)
-            name = f"{_type_title(element)}List"
-            spec = FieldSpec("values", element, "repeated", False, "")
+            name = naming.list_wrapper_name(naming.type_title(element.kind, element.name))
+            spec = FieldSpec(naming.LIST_WRAPPER_FIELD, element, "repeated", False, "")
             description = f"Generated wrapper: one list of {element.name}."
         else:
             key, value = _dict_args(inner, self, path)
             element = self.container_element(value, path, override, owner)
-            key_title = "" if key == "string" else pascal_case(key)
-            name = f"{key_title}{_type_title(element)}Map"
-            spec = FieldSpec("entries", element, "map", False, "", key_type=key)
+            name = naming.map_wrapper_name(key, naming.type_title(element.kind, element.name))
+            spec = FieldSpec(naming.MAP_WRAPPER_FIELD, element, "map", False, "", key_type=key)
             description = f"Generated wrapper: one map from {key} to {element.name}."
         if name not in self.messages:
             self.claim(name, f"generated wrapper {name}", path)
@@ -342,7 +314,7 @@ class _Extractor:
         return self.element(tp, path, override, owner)
 
     def field(self, owner: str, name: str, info: FieldInfo, path: str) -> FieldSpec:
-        if not FIELD_NAME.fullmatch(name):
+        if not naming.FIELD_NAME.fullmatch(name):
             raise self.fail(
                 path,
                 f'field name "{name}" is not a lower_snake_case proto field name; rename it '
@@ -432,12 +404,6 @@ def _dict_args(tp: Any, extractor: _Extractor, path: str) -> tuple[str, Any]:
     return key_type, args[1]
 
 
-def _type_title(spec: TypeSpec) -> str:
-    if spec.kind == "scalar":
-        return pascal_case(spec.name)
-    return spec.name.rsplit(".", 1)[-1]
-
-
 def extract_schema(model: ModelLike | type[ModelLike]) -> ModelSchema:
     """Read a model class (or instance) and return its schema tree.
 
@@ -448,14 +414,14 @@ def extract_schema(model: ModelLike | type[ModelLike]) -> ModelSchema:
 
     meta = model_metadata(model)
     name = meta.qualified_name
-    if not MODEL_NAME.fullmatch(name):
+    if not naming.MODEL_NAME.fullmatch(name):
         raise SchemaError(
             name, "", f'qualified_name "{name}" must be lower_snake_case (it becomes the proto package)'
         )
     extractor = _Extractor(name)
     for root, message_name, label in (
-        (meta.input_schema, REQUEST_MESSAGE, "input_schema"),
-        (meta.output_schema, RESPONSE_MESSAGE, "output_schema"),
+        (meta.input_schema, naming.REQUEST_MESSAGE, "input_schema"),
+        (meta.output_schema, naming.RESPONSE_MESSAGE, "output_schema"),
     ):
         if not (isinstance(root, type) and issubclass(root, BaseModel)):
             raise SchemaError(name, label, f"must be a pydantic BaseModel class, not {_describe(root)}")
@@ -466,8 +432,8 @@ def extract_schema(model: ModelLike | type[ModelLike]) -> ModelSchema:
         extractor.drain()
     extractor.check_cycles()
     # Stable order: request, response, then messages and enums in the order they were met.
-    ordered = [extractor.messages[REQUEST_MESSAGE], extractor.messages[RESPONSE_MESSAGE]]
-    ordered += [m for n, m in extractor.messages.items() if n not in (REQUEST_MESSAGE, RESPONSE_MESSAGE)]
+    ordered = [extractor.messages[naming.REQUEST_MESSAGE], extractor.messages[naming.RESPONSE_MESSAGE]]
+    ordered += [m for n, m in extractor.messages.items() if n not in (naming.REQUEST_MESSAGE, naming.RESPONSE_MESSAGE)]
     return ModelSchema(
         model=name,
         display_name=meta.display_name,

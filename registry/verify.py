@@ -14,13 +14,11 @@ from typing import Any
 from . import ir
 from .lineage import FORMAT as LINEAGE_FORMAT
 from .lineage import lineage_of
+from .naming import GENERATED_MESSAGES
 from .numbering import History
 from .render import render_package
-from .schema import STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE
 from .store import Registry, ReleaseInfo
 from .typemap import type_key_compatible
-
-GENERATED = (STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE)
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ def _check_model(
         if render_package(release.package) != release.proto_text:
             add("RENDER_MISMATCH", version, "the stored .proto text differs from a fresh render of the snapshot")
         for message in release.package.messages:
-            if message.name in GENERATED:
+            if message.name in GENERATED_MESSAGES:
                 continue
             numbers = [f.number for f in message.fields]
             if len(numbers) != len(set(numbers)):

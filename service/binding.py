@@ -17,14 +17,8 @@ from google.protobuf import descriptor
 
 from registry.errors import ModelLoadError, ProtoregError
 from registry.loader import model_metadata
-from registry.schema import (
-    REQUEST_MESSAGE,
-    RESPONSE_MESSAGE,
-    STREAM_REQUEST_MESSAGE,
-    STREAM_RESPONSE_MESSAGE,
-    ModelSchema,
-    extract_schema,
-)
+from registry.naming import GENERATED_MESSAGES, REQUEST_MESSAGE, RESPONSE_MESSAGE, package_name, proto_path
+from registry.schema import ModelSchema, extract_schema
 from registry.typemap import DESCRIPTOR_SCALARS
 from registry.versioning import parse_version
 
@@ -82,7 +76,7 @@ def schema_differences(schema: ModelSchema, release: RenderedRelease) -> list[st
     pool = release.file.pool
     package = release.package
     found: list[str] = []
-    declared = {m.name for m in schema.messages} | {STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE}
+    declared = {m.name for m in schema.messages} | set(GENERATED_MESSAGES)
     for name in release.file.message_types_by_name:
         if name not in declared:
             found.append(f'message "{name}" is rendered but the model no longer declares it')
@@ -129,10 +123,10 @@ def bind_model(model: Any, tree: ProtoTree, ref: str | None = None) -> ServedMod
     fix = f"run `protoreg register {ref}` to record the release and re-render {tree.root}, then serve again"
     release = tree.release(name, major)
     if release is None:
-        expected = f"{name}/v{major}/{name}.proto"
+        package = package_name(name, major)
         raise ReleaseMismatchError(
             f'Model "{name}" {meta.version} has no rendered release in {tree.root} '
-            f"(looked for {expected}, package {name}.v{major}); {fix}"
+            f"(looked for {proto_path(package, name)}, package {package}); {fix}"
         )
     if release.version != meta.version:
         raise ReleaseMismatchError(

@@ -28,6 +28,7 @@ from google.protobuf.message import Message
 from pydantic import BaseModel, ValidationError
 
 from registry import typemap
+from registry.naming import LIST_WRAPPER_FIELD, MAP_WRAPPER_FIELD
 from registry.schema import ModelSchema, split_optional, strip_annotated
 from registry.typemap import InvalidValue
 
@@ -258,7 +259,7 @@ class CodecBuilder:
             wrapper = fd.message_type
             if wrapper is None:
                 raise BindError(f'"{path}" nests a container but the proto field is not a wrapper message')
-            field_name = "values" if origin is list else "entries"
+            field_name = LIST_WRAPPER_FIELD if origin is list else MAP_WRAPPER_FIELD
             inner_fd = wrapper.fields_by_name.get(field_name)
             if inner_fd is None:
                 raise BindError(f'wrapper "{wrapper.full_name}" has no field "{field_name}"')

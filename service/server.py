@@ -35,11 +35,11 @@ from grpc_status import rpc_status
 
 from registry.errors import ProtoregError
 from registry.loader import load_model
-from registry.schema import MODEL_NAME, STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE
+from registry.naming import MODEL_NAME, REGISTRY_PACKAGE, STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE
 
 from .auth import BearerTokenInterceptor
 from .binding import ServedModel, bind_model, describe_field
-from .compile import REGISTRY_PACKAGE, ProtoTree, load_protos
+from .compile import ProtoTree, load_protos
 from .convert import RequestError, Violation
 from .decoding import DecodeGuardInterceptor
 from .health import ListingHealthServicer

@@ -21,8 +21,9 @@ from iris_model import IrisModel
 
 from registry.cli import main
 from registry.errors import SchemaError
+from registry.naming import MODEL_NAME
 from registry.render import render_tree
-from registry.schema import MODEL_NAME, extract_schema
+from registry.schema import extract_schema
 from registry.store import open_registry
 from service.auth import AuthTokenError, read_token
 from service.compile import ProtoTree, load_protos
