@@ -209,14 +209,15 @@ def build_check_registry(root: Path, models: int, fields: int, releases: int) ->
     The first model is registered release by release; the others are copies of its rows with
     the names replaced (what registering them would write, but 50x faster to build).
     """
+    from registry.database import open_registry
+    from registry.registration import register_release
     from registry.schema import extract_schema
-    from registry.store import open_registry
 
     url = f"sqlite:///{root}/registry.db"
     names = [f"wide_{i:02d}" for i in range(models)]
     with open_registry(url) as registry:
         for release in range(1, releases + 1):
-            registry.register(extract_schema(wide_model(names[0], release, fields)))
+            register_release(registry, extract_schema(wide_model(names[0], release, fields)))
         for name in names[1:]:
             clone_model(registry.engine, names[0], name)
     module_dir = root / "modules"

@@ -72,7 +72,7 @@ def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 def _open(ctx: click.Context) -> Any:
-    from .store import open_registry
+    from .database import open_registry
 
     return open_registry(ctx.obj["db_url"])
 
@@ -109,6 +109,7 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
     """
     from .compat.findings import format_reports
     from .compat.gate import BumpTooSmallError, ReleaseGate
+    from .registration import register_release
     from .render import render_tree, write_tree
     from .schema import extract_schema
 
@@ -121,7 +122,7 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
         for schema in schemas:
             gate = ReleaseGate(file_prefix=str(root))
             try:
-                result = registry.register(schema, dry_run=dry_run, gate=gate)
+                result = register_release(registry, schema, dry_run=dry_run, gate=gate)
             except BumpTooSmallError as error:
                 click.echo(format_reports([error.report], fmt))
                 click.echo(f"{schema.model} {schema.version}: refused; nothing was registered", err=True)

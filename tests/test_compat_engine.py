@@ -18,8 +18,9 @@ from registry.compat.engine import check_release, compare
 from registry.compat.findings import Finding, max_bump
 from registry.compat.gate import BumpTooSmallError, ReleaseGate, check_schema
 from registry.compat.view import build_view
+from registry.database import open_registry
+from registry.registration import register_release
 from registry.schema import extract_schema
-from registry.store import open_registry
 from registry.versioning import bump_rank
 from tests.conftest import make_model
 from tests.evolution import build_model, evolutions
@@ -211,7 +212,7 @@ class Out1(BaseModel):
 def register(url: str, version: str, inp: type[BaseModel], out: type[BaseModel], gate: bool = True) -> Any:
     with open_registry(url) as registry:
         schema = extract_schema(make_model("demo", version, inp, out))
-        return registry.register(schema, gate=ReleaseGate() if gate else None)
+        return register_release(registry, schema, gate=ReleaseGate() if gate else None)
 
 
 def check(url: str, version: str, inp: type[BaseModel], out: type[BaseModel], against: str | None = None) -> Any:
@@ -453,7 +454,7 @@ def test_register_refuses_exactly_what_check_fails(
             for finding in report.findings:
                 assert finding.message.endswith(".") and finding.message.count(". ") <= 1
             try:
-                registry.register(schema, gate=ReleaseGate())
+                register_release(registry, schema, gate=ReleaseGate())
             except BumpTooSmallError as error:
                 assert not report.passed and error.report.required_bump == report.required_bump
             else:

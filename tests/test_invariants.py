@@ -20,10 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from registry import ir
+from registry.database import open_registry
 from registry.protoc import compile_descriptor_set
+from registry.registration import register_release
 from registry.render import render_package
 from registry.schema import extract_schema
-from registry.store import ReleaseInfo, open_registry
+from registry.store import ReleaseInfo
 from registry.typemap import type_key_compatible
 from tests.evolution import Spec, assert_shared_equal, build_model, evolutions, fill
 
@@ -42,12 +44,12 @@ def register_all(
         for version, spec in sequence:
             schema = extract_schema(build_model(model, version, spec))
             schemas[version] = schema
-            result = registry.register(schema)
+            result = register_release(registry, schema)
             assert result.status == "created"
         releases = registry.releases(model)
         # invariant 6: the same version and schema again is a no-op
         for version, _spec in sequence:
-            assert registry.register(schemas[version]).status == "unchanged"
+            assert register_release(registry, schemas[version]).status == "unchanged"
     return releases, schemas
 
 

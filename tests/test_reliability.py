@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from registry.database import open_registry
 from registry.faults import CRASH_ENV, STEPS
-from registry.store import open_registry
 from registry.verify import verify_registry
 
 FIXTURE_MODELS = textwrap.dedent(

@@ -62,9 +62,9 @@ def check(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, aga
     compared with the newest release (or --against VERSION) and, for reused numbers and names,
     with every release ever registered. Exit 100 when a finding needs a bigger bump.
     """
+    from ..database import open_registry
     from ..loader import load_models
     from ..schema import extract_schema
-    from ..store import open_registry
     from .gate import check_schema
 
     if not model_refs and not all_models:
@@ -94,7 +94,7 @@ def diff(ctx: click.Context, model: str, v1: str, v2: str, fmt: str) -> None:
 
     Exit 100 when V2's version bump over V1 is too small for what changed.
     """
-    from ..store import open_registry
+    from ..database import open_registry
     from .engine import check_release
 
     with open_registry(_db_url(ctx)) as registry:
