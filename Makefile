@@ -32,8 +32,8 @@ test-fast: install
 	$(BIN)/python -m pytest -n 2
 
 lint: install
-	$(BIN)/ruff check registry service migrations tests models benchmarks
-	$(BIN)/mypy registry service
+	$(BIN)/ruff check protoreg registry service migrations tests models benchmarks
+	$(BIN)/mypy protoreg registry service
 
 ## Re-render proto_versions/ from the default registry.
 protos: install

@@ -316,9 +316,9 @@ def run_check(smoke: bool, rounds: int) -> dict[str, Any]:
             targets.append({"name": f"check: {label} of {models} x {fields} fields x {releases} releases, wall s",
                             "value": round(wall, 3), "target": "< 1.0", "met": wall < 1.0})
         bare = run_measured([sys.executable, "-c", "pass"])
-        imports = run_measured([sys.executable, "-c", "import registry.cli, sqlalchemy, pydantic"], env=env)
+        imports = run_measured([sys.executable, "-c", "import protoreg.cli, sqlalchemy, pydantic"], env=env)
         rows.append({"protoreg check": "(python -c pass)", "wall s (median)": round(bare.wall, 3)})
-        rows.append({"protoreg check": "(import registry.cli, sqlalchemy, pydantic)",
+        rows.append({"protoreg check": "(import protoreg.cli, sqlalchemy, pydantic)",
                      "wall s (median)": round(imports.wall, 3)})
     return {
         "title": f"Checking: protoreg check on a registry of {models} models x {fields} fields x {releases} releases",

@@ -45,6 +45,17 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``protoreg verify --format json`` prints."""
+        return {
+            "ok": self.ok,
+            "models": self.models,
+            "releases": self.releases,
+            "problems": [
+                {"check": p.check, "model": p.model, "version": p.version, "message": p.message} for p in self.problems
+            ],
+        }
+
 
 def verify_registry(registry: Registry) -> VerifyReport:
     problems: list[Problem] = []

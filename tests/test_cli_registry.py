@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from registry.cli import main
+from protoreg.cli import main
 from registry.protoc import compile_descriptor_set
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,7 +127,7 @@ def test_render_release_needs_out_and_writes_there(cli, tmp_path: Path) -> None:
         (("register",), "name at least one MODEL_REF"),
         (("register", "no_such_model"), 'No model named "no_such_model"'),
         (("register", "no.such.module:Model"), 'Cannot import module "no.such.module"'),
-        (("register", "registry.cli:main"), "is not a model"),
+        (("register", "protoreg.cli:main"), "is not a model"),
     ],
 )
 def test_user_errors_are_one_sentence_without_traceback(cli, args, message) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import BaseModel
 
-from registry.cli import main
+from protoreg.cli import main
 from tests.conftest import make_model
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from registry.cli import main
+from protoreg.cli import main
 from registry.compat.rules import RULES
 
 FIXTURES = Path(__file__).resolve().parent / "compat_fixtures"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from registry.cli import main
+from protoreg.cli import main
 from registry.compat.commands import rules_markdown
 from registry.compat.findings import CATEGORIES
 from registry.compat.rules import HANDLERS, RULES, Rule

@@ -76,7 +76,7 @@ def protoreg(url: str, root: Path, *args: str, env: dict[str, str] | None = None
     full_env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(env or {})}
     full_env.pop(CRASH_ENV, None) if not env or CRASH_ENV not in env else None
     return subprocess.Popen(
-        [sys.executable, "-m", "registry.cli", "--db", url, "--protos", str(root / "protos"), *args],
+        [sys.executable, "-m", "protoreg", "--db", url, "--protos", str(root / "protos"), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
     )
 

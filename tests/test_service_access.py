@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from iris_model import IrisModel
 
-from registry.cli import main
+from protoreg.cli import main
 from registry.database import open_registry
 from registry.errors import SchemaError
 from registry.naming import MODEL_NAME

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from iris_model import IrisModel
 
-from registry.cli import main
+from protoreg.cli import main
 from service.compile import ProtoTree, load_protos
 from service.server import ServeError
 from tests.service_support import REPO, EchoModel, raw_call, register_models, repo_protos, running

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from google.protobuf import unknown_fields
 
-from registry.cli import main
+from protoreg.cli import main
 from registry.protoc import compile_python
 from service.binding import ReleaseMismatchError
 from service.compile import load_protos

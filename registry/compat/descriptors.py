@@ -12,6 +12,8 @@ default value) and ``entry`` (the full name of a map's entry message).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2
@@ -47,6 +49,13 @@ def load_tree(path: Path) -> list[ir.Package]:
             ) from error
         return [file_to_package(f) for f in descriptor_set.file]
     raise ProtoregError(f'"{path}" does not exist; pass a directory of .proto files or a FileDescriptorSet file')
+
+
+def load_trees(paths: Sequence[Path]) -> list[list[ir.Package]]:
+    """:func:`load_tree` for each path, side by side: each directory is compiled by its own
+    ``protoc`` process, so on two cores the wait halves (the IR conversion after each is quick)."""
+    with ThreadPoolExecutor(max_workers=max(1, min(4, len(paths)))) as pool:
+        return list(pool.map(load_tree, paths))
 
 
 def _type_name(name: str) -> str:

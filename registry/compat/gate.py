@@ -1,5 +1,5 @@
-"""The compatibility verdict for a model schema against its registry: ``check`` and the gate
-``register`` runs inside its transaction before anything is written.
+"""The compatibility verdict for a model schema against its registry: ``check``, ``diff``, and the
+gate ``register`` runs inside its transaction before anything is written.
 
 Both read the model's :class:`~registry.store.ReleaseLine`: the newest release and the lineage of
 every release, so a check costs the same at release 10 and at release 1000. Only a check against
@@ -9,16 +9,16 @@ release.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from ..errors import NotFoundError, ProtoregError
+from ..errors import EXIT_FINDINGS, NotFoundError, ProtoregError
 from ..numbering import Numbered, allocate_numbers
+from ..registration import RegisterResult, register_release
 from ..schema import ModelSchema
 from ..versioning import parse_version
 from .engine import check_against_newest, check_release
 from .findings import Report
-
-EXIT_FINDINGS = 100
 
 
 class BumpTooSmallError(ProtoregError):
@@ -83,3 +83,41 @@ class ReleaseGate:
         self.report = check_line(line, numbered.package, schema, file_prefix=self.file_prefix)
         if not self.report.passed:
             raise BumpTooSmallError(self.report)
+
+
+@dataclass(frozen=True)
+class GatedRegistration:
+    """What ``protoreg register`` did with one schema. ``result`` is None when the gate refused it;
+    ``report`` is the gate's verdict (None only when the gate never ran)."""
+
+    schema: ModelSchema
+    result: RegisterResult | None
+    report: Report | None
+
+    @property
+    def refused(self) -> bool:
+        return self.result is None
+
+
+def register_checked(registry: Any, schema: ModelSchema, *, dry_run: bool = False,
+                     file_prefix: str = "") -> GatedRegistration:
+    """Register ``schema`` behind the compatibility gate: refused, nothing written, when its
+    version bump is too small for what changed."""
+    gate = ReleaseGate(file_prefix=file_prefix)
+    try:
+        result = register_release(registry, schema, dry_run=dry_run, gate=gate)
+    except BumpTooSmallError as error:
+        return GatedRegistration(schema, None, error.report)
+    return GatedRegistration(schema, result, gate.report)
+
+
+def diff_releases(registry: Any, model: str, v1: str, v2: str, *, file_prefix: str = "") -> Report:
+    """The findings between two registered releases, as if ``v2`` were registered after ``v1``:
+    the releases registered before ``v2`` are its history, ``v1`` its baseline."""
+    releases = registry.releases(model)
+    first, second = registry.release(model, v1), registry.release(model, v2)
+    index = next(i for i, r in enumerate(releases) if r.version == second.version)
+    history = [r for i, r in enumerate(releases) if i < index or r.version == first.version]
+    history = [r for r in history if r.version != second.version]
+    return check_release(model, history, second.package, second.version, second.fingerprint,
+                         against=first.version, file_prefix=file_prefix)

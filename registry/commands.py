@@ -1,0 +1,238 @@
+"""The registry commands: ``register``, ``history``, ``fields``, ``render`` and ``verify``.
+
+Each parses its arguments, calls one library function and formats the result; user errors are
+:class:`~registry.errors.ProtoregError`\\s, which the ``protoreg`` group (``protoreg/cli.py``, where
+every command is wired) prints as one sentence. This module also owns what every command module
+shares: the global settings on the click context and the MODEL_REF arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from . import ir
+from .errors import EXIT_FAILED, EXIT_FINDINGS, UsageError
+
+if TYPE_CHECKING:
+    from .schema import ModelSchema
+    from .store import Registry
+
+# -- shared by every command module ---------------------------------------------------------
+# The protoreg group puts the global options on ctx.obj as {"db_url": ..., "protos_dir": ...}.
+
+
+def db_url(ctx: click.Context) -> str | None:
+    """``--db`` (or ``$PROTOREG_DB``); None means the default registry."""
+    obj = ctx.find_root().obj or {}
+    url: str | None = obj.get("db_url")
+    return url
+
+
+def protos_dir(ctx: click.Context) -> Path:
+    """``--protos`` (or ``$PROTOREG_PROTOS``): where the rendered protos live."""
+    obj = ctx.find_root().obj or {}
+    return Path(obj.get("protos_dir") or "proto_versions")
+
+
+def open_from(ctx: click.Context) -> Registry:
+    from .database import open_registry
+
+    return open_registry(db_url(ctx))
+
+
+model_refs_argument = click.argument("model_refs", nargs=-1, metavar="MODEL_REF...")
+
+
+def schemas_of(model_refs: tuple[str, ...], all_models: bool) -> list[ModelSchema]:
+    """The schema trees of the named models (every entry-point model with ``--all``)."""
+    from .loader import load_models
+    from .schema import extract_schema
+
+    return [extract_schema(m) for m in load_models(model_refs, all_models)]
+
+
+# -- register ------------------------------------------------------------------------------
+
+
+@click.command()
+@model_refs_argument
+@click.option("--all", "all_models", is_flag=True, help="Register every entry-point model.")
+@click.option("--dry-run", is_flag=True, help="Show what would be allocated; change nothing.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
+              show_default=True, help="Format of the compatibility findings.")
+@click.pass_context
+def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, dry_run: bool,
+             fmt: str) -> None:
+    """Record a release of each model: allocate numbers and re-render proto_versions/.
+
+    The release is checked first, exactly as `protoreg check` does; when its version bump is
+    too small for what changed it is refused with exit code 100 and nothing is written.
+    Registering the same version with the same schema again is a no-op (exit 0); the same
+    version with a different schema, or a version lower than the newest, is refused.
+    """
+    from .compat.findings import format_reports
+    from .compat.gate import register_checked
+    from .render import render_tree, write_tree
+
+    schemas = schemas_of(model_refs, all_models)
+    root = protos_dir(ctx)
+    human = fmt == "text"  # with json or github, stdout carries only the findings; the rest goes to stderr
+    with open_from(ctx) as registry:
+        outcomes = [register_checked(registry, s, dry_run=dry_run, file_prefix=str(root)) for s in schemas]
+        written = [] if dry_run else write_tree(root, render_tree(registry.served_packages()))
+    for outcome in outcomes:
+        schema, result, report = outcome.schema, outcome.result, outcome.report
+        if result is None:
+            assert report is not None, "a refused registration carries the gate's report"
+            click.echo(format_reports([report], fmt))
+            click.echo(f"{schema.model} {schema.version}: refused; nothing was registered", err=True)
+            continue
+        if result.status == "unchanged":
+            click.echo(f"{schema.model} {schema.version}: already registered with this schema; nothing to do",
+                       err=not human)
+            continue
+        verb = "would register" if dry_run else "registered"
+        click.echo(f"{schema.model} {schema.version}: {verb} ({result.package.package})", err=not human)
+        for change in result.changes:
+            click.echo(f"  {change.describe()}", err=not human)
+        if not result.changes:
+            click.echo("  no field or enum value changed", err=not human)
+        if report is not None and (report.findings or not human):
+            click.echo(format_reports([report], fmt))
+    for path in written:
+        click.echo(f"wrote {root / path}", err=not human)
+    if any(o.refused for o in outcomes):
+        ctx.exit(EXIT_FINDINGS)
+
+
+# -- history -------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("model")
+@click.pass_context
+def history(ctx: click.Context, model: str) -> None:
+    """List the releases of MODEL, oldest first, with date and what changed."""
+    with open_from(ctx) as registry:
+        releases = registry.releases(model)
+    for release in releases:
+        stamp = release.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        click.echo(f"{release.version}  {stamp}  {release.package.package}")
+        for change in release.changes or ("no field or enum value changed",):
+            click.echo(f"  {change}")
+
+
+# -- fields --------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("model")
+@click.option("--version", "version", metavar="V", help="A registered version (default: the newest).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format; json is documented in the README.")
+@click.pass_context
+def fields(ctx: click.Context, model: str, version: str | None, fmt: str) -> None:
+    """Show the field map of MODEL: every message, field number, enum value and reservation."""
+    with open_from(ctx) as registry:
+        release = registry.release(model, version)
+    if fmt == "json":
+        click.echo(json.dumps(ir.field_map(release.package), indent=2))
+        return
+    click.echo(f"{model} {release.version} ({release.package.package})")
+    for message in release.package.messages:
+        click.echo(f"message {message.name}")
+        for f in message.fields:
+            required = "  (required)" if f.required else ""
+            click.echo(f"  {f.number:>5}  {f.name}: {f.declaration_label}{f.proto_type}{required}")
+        if message.reserved_numbers:
+            click.echo(f"  reserved {', '.join(map(str, message.reserved_numbers))}")
+        if message.reserved_names:
+            click.echo(f"  reserved {', '.join(message.reserved_names)}")
+    for enum in release.package.enums:
+        click.echo(f"enum {enum.name}")
+        for v in enum.values:
+            click.echo(f"  {v.number:>5}  {v.name}")
+        if enum.reserved_numbers:
+            click.echo(f"  reserved {', '.join(map(str, enum.reserved_numbers))}")
+        if enum.reserved_names:
+            click.echo(f"  reserved {', '.join(enum.reserved_names)}")
+
+
+# -- render --------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 and name the stale files if any.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Write here instead of --protos.")
+@click.option("--release", "release_ref", metavar="MODEL==VERSION",
+              help="Render one registered release (with --out).")
+@click.pass_context
+def render(ctx: click.Context, check: bool, out_dir: Path | None, release_ref: str | None) -> None:
+    """Render proto_versions/ from the registry (the newest release of each major line)."""
+    from .render import diff_tree, render_tree, write_tree
+
+    root = out_dir or protos_dir(ctx)
+    with open_from(ctx) as registry:
+        if release_ref is not None:
+            model, sep, version = release_ref.partition("==")
+            if not sep or not model or not version:
+                raise UsageError(f'--release wants MODEL==VERSION, e.g. iris_model==1.0.0, not "{release_ref}"')
+            if out_dir is None:
+                raise UsageError("--release needs --out DIR, so a past release never overwrites proto_versions/")
+            packages = [registry.release(model, version).package]
+        else:
+            packages = registry.served_packages()
+    files = render_tree(packages)
+    if check:
+        diff = diff_tree(root, files)
+        if diff.clean:
+            click.echo(f"{root}: up to date ({len(files)} files)")
+            return
+        for path in diff.stale:
+            click.echo(f"stale: {root / path}", err=True)
+        for path in diff.missing:
+            click.echo(f"missing: {root / path}", err=True)
+        click.echo(f"Error: {root} is out of date; run `protoreg render` and commit the result", err=True)
+        ctx.exit(EXIT_FAILED)
+    written = write_tree(root, files)
+    for path in written:
+        click.echo(f"wrote {root / path}")
+    if not written:
+        click.echo(f"{root}: up to date ({len(files)} files)")
+
+
+# -- verify --------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format of the problems found.")
+@click.pass_context
+def verify(ctx: click.Context, fmt: str) -> None:
+    """Check every invariant over the whole registry; exit 1 with the problems if one fails.
+
+    Numbers unique and in range, reservations complete, the allocation ledger matching the
+    releases (no orphaned or missing allocation), stored renderings equal to a fresh render.
+    Read-only: run it after a crash, a restore or a migration.
+    """
+    from .verify import verify_registry
+
+    with open_from(ctx) as registry:
+        report = verify_registry(registry)
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for problem in report.problems:
+            click.echo(problem.describe())
+        state = "consistent" if report.ok else f"{len(report.problems)} problems"
+        click.echo(f"registry {state}: {report.models} models, {report.releases} releases checked")
+    if not report.ok:
+        ctx.exit(EXIT_FAILED)
+
+
+COMMANDS = (register, history, fields, render, verify)

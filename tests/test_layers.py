@@ -1,0 +1,36 @@
+"""The direction of the arrows in DESIGN.md: ``registry`` never imports ``service``; only the
+``protoreg`` command (``protoreg/cli.py``) knows both."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_registry_never_imports_service() -> None:
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import registry\n"
+        "for info in pkgutil.walk_packages(registry.__path__, 'registry.'):\n"
+        "    importlib.import_module(info.name)\n"
+        "print(sorted(m for m in sys.modules if m == 'service' or m.startswith('service.')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert result.stdout.strip() == "[]"
+
+
+def test_every_command_is_wired_in_one_place() -> None:
+    """A command defined in any commands module is reachable from ``protoreg``."""
+    import click
+
+    import registry.commands
+    import registry.compat.commands
+    import service.commands
+    from protoreg.cli import main
+
+    modules = (registry.commands, registry.compat.commands, service.commands)
+    defined = {obj for m in modules for obj in vars(m).values() if isinstance(obj, click.Command)}
+    assert defined == set(main.commands.values())
