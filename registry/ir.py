@@ -13,7 +13,7 @@ other messages or enums use the same names; well-known types use their full prot
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -109,6 +109,23 @@ class Field:
 
 
 @dataclass(frozen=True)
+class FieldFacts:
+    """What a compiled descriptor says about a field that :class:`Field` has no place for.
+
+    Only packages read from descriptors (``protoreg breaking``) have facts; protoreg's own
+    renderings have none, so registry snapshots do not store them.
+    """
+
+    oneof: str | None = None  # the real oneof the field belongs to (not a proto3 optional)
+    wire_required: bool = False  # proto2 ``required``
+    default: str | None = None  # a proto2 default value, as written in the descriptor
+    entry: str | None = None  # for a map field: the full name of its entry message
+
+
+NO_FACTS = FieldFacts()
+
+
+@dataclass(frozen=True)
 class Message:
     name: str
     fields: tuple[Field, ...] = ()
@@ -187,7 +204,8 @@ class Package:
     enums: tuple[Enum, ...] = ()
     services: tuple[Service, ...] = ()
     file_name: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    facts: Mapping[str, Mapping[int, FieldFacts]] = field(default_factory=dict, compare=False, hash=False)
+    """Message name -> field number -> :class:`FieldFacts`, for fields that have any."""
 
     @property
     def major(self) -> int:

@@ -5,9 +5,8 @@ IR packages, one per file: nested messages and enums get dotted names (``Order.L
 types are full names (``acme.v1.Order.Line``, ``google.protobuf.Timestamp``), map entries become
 ``map`` fields, proto3 ``optional`` and real oneof members have explicit presence, plain proto3
 scalars implicit presence (``singular``), proto2 ``required`` sets ``Field.required``. What the IR
-has no place for is kept per field in ``Package.extra["facts"]`` (message -> number -> facts):
-``oneof`` (a real oneof's name), ``wire_required`` (proto2 ``required``), ``default`` (proto2
-default value) and ``entry`` (the full name of a map's entry message).
+has no place for is kept per field in ``Package.facts`` as :class:`~registry.ir.FieldFacts`: a
+real oneof's name, proto2 ``required`` and defaults, and a map's entry message.
 """
 
 from __future__ import annotations
@@ -65,7 +64,7 @@ def _type_name(name: str) -> str:
 def file_to_package(file: descriptor_pb2.FileDescriptorProto) -> ir.Package:
     messages: list[ir.Message] = []
     enums: list[ir.Enum] = []
-    facts: dict[str, dict[int, dict[str, object]]] = {}
+    facts: dict[str, dict[int, ir.FieldFacts]] = {}
     proto3 = file.syntax == "proto3"
     prefix = f".{file.package}." if file.package else "."
 
@@ -75,19 +74,16 @@ def file_to_package(file: descriptor_pb2.FileDescriptorProto) -> ir.Package:
     def visit(message: descriptor_pb2.DescriptorProto, name: str) -> None:
         entries = {f"{prefix}{name}.{m.name}": m for m in message.nested_type if m.options.map_entry}
         fields: list[ir.Field] = []
-        message_facts: dict[int, dict[str, object]] = {}
+        message_facts: dict[int, ir.FieldFacts] = {}
         for f in message.field:
             in_real_oneof = f.HasField("oneof_index") and not f.proto3_optional
-            known: dict[str, object] = {}
-            if in_real_oneof:
-                known["oneof"] = message.oneof_decl[f.oneof_index].name
-            if f.label == FDP.LABEL_REQUIRED:
-                known["wire_required"] = True
-            if f.HasField("default_value"):
-                known["default"] = f.default_value
-            if f.label == FDP.LABEL_REPEATED and f.type_name in entries:
-                known["entry"] = _type_name(f.type_name)
-            if known:
+            known = ir.FieldFacts(
+                oneof=message.oneof_decl[f.oneof_index].name if in_real_oneof else None,
+                wire_required=f.label == FDP.LABEL_REQUIRED,
+                default=f.default_value if f.HasField("default_value") else None,
+                entry=_type_name(f.type_name) if f.label == FDP.LABEL_REPEATED and f.type_name in entries else None,
+            )
+            if known != ir.NO_FACTS:
                 message_facts[f.number] = known
             fields.append(_field(f, entries, proto3, in_real_oneof))
         if message_facts:
@@ -133,7 +129,7 @@ def file_to_package(file: descriptor_pb2.FileDescriptorProto) -> ir.Package:
         enums=tuple(enums),
         services=services,
         file_name=file.name,
-        extra={"facts": facts, "syntax": file.syntax or "proto2"},
+        facts=facts,
     )
 
 

@@ -252,7 +252,8 @@ class _Walk:
                     pairs.append((left_b.pop(number), left_a.pop(other.number)))
         pairs += [(f, None) for f in left_b.values()]
         pairs += [(None, f) for f in left_a.values()]
-        b_facts, a_facts = self.b.facts.get(old_key, {}), self.a.facts.get(key, {})
+        no_facts: dict[int, ir.FieldFacts] = {}
+        b_facts, a_facts = self.b.facts.get(old_key, no_facts), self.a.facts.get(key, no_facts)
         for bf, af in pairs:
             name = (af or bf).name  # type: ignore[union-attr]
             pair = FieldPair(
@@ -261,8 +262,8 @@ class _Walk:
                 after=af,
                 before_message=bm,
                 after_message=am,
-                before_facts=b_facts.get(bf.number, {}) if bf else {},
-                after_facts=a_facts.get(af.number, {}) if af else {},
+                before_facts=b_facts.get(bf.number, ir.NO_FACTS) if bf else ir.NO_FACTS,
+                after_facts=a_facts.get(af.number, ir.NO_FACTS) if af else ir.NO_FACTS,
                 **self.common(f"{key}.{name}", direction, file),
             )
             yield from self.run("field", pair)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from dataclasses import field as dc_field
 from typing import Any, Literal
 
 from .. import ir
@@ -111,8 +110,8 @@ class FieldPair(Pair):
     after: ir.Field | None
     before_message: ir.Message | None
     after_message: ir.Message | None
-    before_facts: dict[str, Any] = dc_field(default_factory=dict)  # descriptors.py: oneof, default...
-    after_facts: dict[str, Any] = dc_field(default_factory=dict)
+    before_facts: ir.FieldFacts = ir.NO_FACTS  # descriptors.py: oneof, default...
+    after_facts: ir.FieldFacts = ir.NO_FACTS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -906,7 +905,7 @@ def _entry_swap(pair: FieldPair) -> bool:
     if not both or {both[0].cardinality, both[1].cardinality} != {"repeated", "map"}:
         return False
     b, a = both
-    entry = pair.after_facts.get("entry") if a.label == "map" else pair.before_facts.get("entry")
+    entry = pair.after_facts.entry if a.label == "map" else pair.before_facts.entry
     repeated = b if b.label == "repeated" else a
     return entry is not None and repeated.type == entry
 
@@ -974,7 +973,7 @@ def field_made_optional(pair: FieldPair) -> Iterator[Hit]:
 @handler
 def field_oneof_changed(pair: FieldPair) -> Iterator[Hit]:
     both = _both(pair)
-    before, after = pair.before_facts.get("oneof"), pair.after_facts.get("oneof")
+    before, after = pair.before_facts.oneof, pair.after_facts.oneof
     if both and before != after:
         b_text = f"oneof {_q(before)}" if before else "no oneof"
         a_text = f"oneof {_q(after)}" if after else "no oneof"
@@ -987,8 +986,7 @@ def field_oneof_changed(pair: FieldPair) -> Iterator[Hit]:
 
 @handler
 def field_wire_required_changed(pair: FieldPair) -> Iterator[Hit]:
-    before = bool(pair.before_facts.get("wire_required"))
-    after = bool(pair.after_facts.get("wire_required"))
+    before, after = pair.before_facts.wire_required, pair.after_facts.wire_required
     f = pair.after or pair.before
     if f is None or before == after or not (before or after):
         return
@@ -1014,7 +1012,7 @@ _ZERO_DEFAULTS = {"", "0", "0.0", "-0", "false", "0e0"}
 @handler
 def field_default_changed(pair: FieldPair) -> Iterator[Hit]:
     both = _both(pair)
-    before, after = str(pair.before_facts.get("default", "")), str(pair.after_facts.get("default", ""))
+    before, after = pair.before_facts.default or "", pair.after_facts.default or ""
     if both and before != after and not (before in _ZERO_DEFAULTS and after in _ZERO_DEFAULTS):
         yield Hit(
             f"Field {_field_label(both[1], both[0])} on {_q(pair.message)} changed default value from "

@@ -12,9 +12,8 @@ keys are full names (``acme.v1.Order.Line``) and field types are full names alre
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import ir
 from ..typemap import TypeChange, scalar_change, worst_change
@@ -60,7 +59,7 @@ class View:
     services: dict[str, ir.Service] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # element key -> file
     file_packages: dict[str, str] = field(default_factory=dict)  # file -> package
-    facts: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # see descriptors.py
+    facts: dict[str, Mapping[int, ir.FieldFacts]] = field(default_factory=dict)  # message key -> number -> facts
     request: set[str] = field(default_factory=set)
     response: set[str] = field(default_factory=set)
 
@@ -93,13 +92,13 @@ def build_view(packages: Iterable[ir.Package], *, qualified: bool, label: str = 
     for package in packages:
         file_name = package.proto_path
         view.file_packages[file_name] = package.package
-        facts = package.extra.get("facts", {})
+        facts = package.facts
         for message in package.messages:
             key = view.key(package, message.name)
             view.messages[key] = message
             view.files[key] = file_name
             if message.name in facts:
-                view.facts[key] = dict(facts[message.name])
+                view.facts[key] = facts[message.name]
         for enum in package.enums:
             key = view.key(package, enum.name)
             view.enums[key] = enum
