@@ -150,6 +150,8 @@ def _rule_dict(rule: Rule) -> dict[str, Any]:
         "request_bump": rule.request,
         "response_bump": rule.response,
         "warns": rule.warn,
+        "level": rule.level,
+        "buf": list(rule.buf),
         "reference": rule.reference,
         "deprecated_by": rule.deprecated_by,
     }
@@ -176,13 +178,22 @@ def rules_markdown() -> str:
         "Categories: WIRE breaks the binary encoding, WIRE_JSON the JSON encoding, SOURCE "
         "generated code, SEMANTIC what values mean. See docs/compat.md.",
         "",
-        "| ID | category | request | response | description |",
-        "|---|---|---|---|---|",
+        "The buf column names the `buf breaking` rules that report the same change (in buf's own "
+        "categories, which may differ); `tests/test_compat_buf.py` compares the two rule by rule.",
+        "",
+        "| ID | category | request | response | buf | description |",
+        "|---|---|---|---|---|---|",
     ]
     for r in RULES:
-        warn = {"never": "", "response": " Warns in responses.", "always": " Always warns."}[r.warn]
+        level = {
+            "info": "",
+            "warning_in_responses": " Warns in responses.",
+            "warning": " Always warns.",
+            "error": " Always an error.",
+        }[r.level]
+        buf = ", ".join(f"`{b}`" for b in r.buf)
         lines.append(
-            f"| `{r.id}` | {r.category} | {r.request} | {r.response} | **{r.name}**: {r.description}{warn} "
+            f"| `{r.id}` | {r.category} | {r.request} | {r.response} | {buf} | **{r.name}**: {r.description}{level} "
             f"([ref]({r.reference.removeprefix('docs/')})) |"
         )
     return "\n".join(lines) + "\n"

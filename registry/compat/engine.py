@@ -20,10 +20,8 @@ from .. import ir
 from ..errors import NotFoundError
 from ..lineage import Lineage
 from ..versioning import Bump, bump_rank, declared_bump, parse_version
-from .findings import Category, Direction, Finding, Level, Report, max_bump
-from .rules import (
-    HANDLERS,
-    RULES_BY_ID,
+from .findings import Category, Direction, Finding, Report, max_bump
+from .pairs import (
     EnumPair,
     EnumValuePair,
     FieldPair,
@@ -37,8 +35,8 @@ from .rules import (
     RpcPair,
     ServicePair,
     Subject,
-    rules_for,
 )
+from .rules import HANDLERS, RULES_BY_ID, rules_for
 from .view import View, build_view, short_name, type_change
 
 CATEGORY_SCOPES: dict[str, tuple[Category, ...]] = {
@@ -387,14 +385,7 @@ def _values_by_number(enum: ir.Enum) -> dict[int, tuple[str, ...]]:
 def _with_levels(findings: Sequence[Finding], declared: Bump) -> tuple[Finding, ...]:
     out = []
     for f in findings:
-        rule = RULES_BY_ID[f.rule]
-        level: Level
-        if bump_rank(f.required_bump) > bump_rank(declared) or f.rule == "VERSION_WENT_BACKWARDS":
-            level = "error"
-        elif rule.warns(f.direction):
-            level = "warning"
-        else:
-            level = "info"
+        level = RULES_BY_ID[f.rule].level_of(f.direction, f.required_bump, declared)
         out.append(
             Finding(
                 f.rule,
