@@ -37,7 +37,7 @@ def is_transient(error: DBAPIError) -> bool:
 
 def backoff(attempt: int) -> float:
     """Seconds to wait before attempt ``attempt + 1``: exponential, capped, jittered."""
-    return min(2.0, 0.02 * 2**attempt) * (0.5 + random.random())
+    return min(2.0, 0.02 * 2.0**attempt) * (0.5 + random.random())
 
 
 def retry(action: Callable[[], T], attempts: int = ATTEMPTS) -> T:

@@ -20,7 +20,7 @@ from google.protobuf import descriptor_pb2
 from .. import ir
 from ..errors import ProtoregError
 from ..protoc import compile_descriptor_set, proto_files
-from ..typemap import DESCRIPTOR_SCALARS
+from ..typemap import DESCRIPTOR_SCALARS, Kind
 
 FDP = descriptor_pb2.FieldDescriptorProto
 
@@ -157,7 +157,7 @@ def _field(
     return ir.Field(f.name, f.number, type_, kind, label, required=f.label == FDP.LABEL_REQUIRED, json_name=json_name)
 
 
-def _kind_and_type(f: descriptor_pb2.FieldDescriptorProto) -> tuple[ir.Kind, str]:
+def _kind_and_type(f: descriptor_pb2.FieldDescriptorProto) -> tuple[Kind, str]:
     if f.type in DESCRIPTOR_SCALARS:
         return "scalar", DESCRIPTOR_SCALARS[f.type]
     if f.type == FDP.TYPE_ENUM:

@@ -12,9 +12,9 @@ another meaning. :func:`check_release` and :func:`check_trees` turn findings int
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
-from typing import Any, Literal
+from typing import Literal, TypedDict, TypeVar
 
 from .. import ir
 from ..errors import NotFoundError
@@ -26,6 +26,7 @@ from .pairs import (
     EnumValuePair,
     FieldPair,
     HistoryPair,
+    Hit,
     Holder,
     MessagePair,
     PackagePair,
@@ -36,7 +37,8 @@ from .pairs import (
     ServicePair,
     Subject,
 )
-from .rules import HANDLERS, RULES_BY_ID, rules_for
+from .rules import HANDLERS, RULES_BY_ID, Rule, rules_for
+from .sources import Release
 from .view import View, build_view, short_name, type_change
 
 CATEGORY_SCOPES: dict[str, tuple[Category, ...]] = {
@@ -55,8 +57,22 @@ def _merge_directions(*directions: Direction | None) -> Direction:
     return "both"
 
 
+K = TypeVar("K")
+_Active = tuple[tuple[Rule, Callable[[Pair], Iterator[Hit]]], ...]
+
+
+class _Where(TypedDict):
+    """What every pair carries besides its subject (see ``pairs.Pair``)."""
+
+    path: str
+    direction: Direction
+    file: str
+    before_view: View
+    after_view: View
+
+
 @cache
-def _active(subject: Subject, categories: frozenset[str] | None) -> tuple[tuple[Any, Any], ...]:
+def _active(subject: Subject, categories: frozenset[str] | None) -> _Active:
     """The (rule, handler) pairs that run on ``subject`` for ``categories``, in declaration order."""
     return tuple(
         (rule, HANDLERS[rule.id])
@@ -124,7 +140,7 @@ class _Walk:
         self.pair_by_name = pair_by_name
         self.categories = categories
 
-    def common(self, path: str, direction: Direction, file: str) -> dict[str, Any]:
+    def common(self, path: str, direction: Direction, file: str) -> _Where:
         return {
             "path": path,
             "direction": direction,
@@ -197,7 +213,7 @@ class _Walk:
     # messages and fields -----------------------------------------------------------------
 
     @staticmethod
-    def moves(before: dict[str, Any], after: dict[str, Any]) -> dict[str, str]:
+    def moves(before: Mapping[str, object], after: Mapping[str, object]) -> dict[str, str]:
         """New key -> old key for things that vanished and reappeared under one short name."""
         gone = [k for k in before if k not in after]
         new = [k for k in after if k not in before]
@@ -293,7 +309,7 @@ class _Walk:
                 yield from self.reservations("enum", key, be, ae, restored, direction, file)
 
     def reservations(
-        self, kind: Literal["message", "enum"], key: str, before: Any, after: Any,
+        self, kind: Literal["message", "enum"], key: str, before: ir.Message | ir.Enum, after: ir.Message | ir.Enum,
         restored: list[tuple[int, str]], direction: Direction, file: str,
     ) -> Iterator[Finding]:
         """The reserved-range pair of one message or enum; ``restored`` came back from history."""
@@ -345,7 +361,7 @@ class _Walk:
             yield from self._history_pairs("enum", key, values, old)
 
     def _history_pairs(
-        self, kind: Literal["message", "enum"], key: str, items: list[tuple[str, int, Any]],
+        self, kind: Literal["message", "enum"], key: str, items: Sequence[tuple[str, int, ir.Field | None]],
         base: list[tuple[str, int]],
     ) -> Iterator[Finding]:
         """One HistoryPair per field or enum value; what the baseline already had is not history."""
@@ -371,7 +387,7 @@ class _Walk:
             yield from self.run("history", pair)
 
 
-def _union(a: dict[Any, Any], b: dict[Any, Any]) -> list[Any]:
+def _union(a: Mapping[K, object], b: Mapping[K, object]) -> list[K]:
     return [*a, *(k for k in b if k not in a)]
 
 
@@ -428,7 +444,7 @@ def _prefix(findings: Sequence[Finding], prefix: str) -> list[Finding]:
 
 def check_release(
     model: str,
-    releases: Sequence[Any],
+    releases: Sequence[Release],
     package: ir.Package,
     version: str,
     fingerprint: str | None = None,
@@ -467,7 +483,7 @@ def check_release(
 
 def check_against_newest(
     model: str,
-    newest: Any,
+    newest: Release | None,
     lineage: Lineage,
     package: ir.Package,
     version: str,
@@ -506,7 +522,7 @@ def _first_release(model: str, version: str) -> Report:
     )
 
 
-def _unchanged(model: str, baseline: Any, version: str, fingerprint: str | None) -> Report | None:
+def _unchanged(model: str, baseline: Release, version: str, fingerprint: str | None) -> Report | None:
     declared = parse_version(version)
     if declared == baseline.parsed_version and fingerprint is not None and fingerprint == baseline.fingerprint:
         return Report(
@@ -524,8 +540,8 @@ def _unchanged(model: str, baseline: Any, version: str, fingerprint: str | None)
 
 def _verdict(
     model: str,
-    baseline: Any,
-    newest: Any,
+    baseline: Release,
+    newest: Release,
     before: View,
     lineage: Lineage,
     package: ir.Package,

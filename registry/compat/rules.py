@@ -103,7 +103,9 @@ PairT = TypeVar("PairT", bound=Pair)
 Handler = Callable[[PairT], Iterator[Hit]]
 
 _DECLARED: dict[str, Rule] = {}
-HANDLERS: dict[str, Callable[[typing.Any], Iterator[Hit]]] = {}
+HANDLERS: dict[str, Callable[[Pair], Iterator[Hit]]] = {}
+"""Rule ID -> handler. The engine hands a handler only pairs of its rule's subject, which is the
+handler's own pair type, so the narrower parameter type holds."""
 
 
 def rule(
@@ -132,7 +134,7 @@ def rule(
             request=request, response=response, reference=reference, level=level, buf=buf,
             deprecated_by=deprecated_by,
         )
-        HANDLERS[id] = handler
+        HANDLERS[id] = typing.cast(Callable[[Pair], Iterator[Hit]], handler)
         return handler
 
     return declare
