@@ -163,3 +163,14 @@ def test_readme_documents_every_command_and_option() -> None:
         for param in command.params:
             if isinstance(param, click.Option) and param.opts[0] not in ("--help",):
                 assert param.opts[0] in readme, f"README does not mention {param.opts[0]} of {name}"
+
+
+def test_readme_command_table_is_generated_from_the_commands() -> None:
+    from protoreg.readme import command_table, with_table
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert with_table(readme, command_table()) == readme, (
+        "README's command table is stale; run `make readme` (python -m protoreg.readme)"
+    )
+    for name in main.commands:
+        assert f"| `protoreg {name}" in readme
