@@ -507,20 +507,14 @@ def _save_lineage(session: Session, model_id: int, seq: int, lineage: Lineage) -
 
 
 def _save_reservations(session: Session, release_id: int, package: ir.Package) -> None:
-    for message in package.messages:
-        for r in message.reserved_numbers:
-            session.add(ReservationRow(release_id=release_id, scope_kind="message",
-                                       scope_name=message.name, number_start=r.start, number_end=r.end))
-        for name in message.reserved_names:
-            session.add(ReservationRow(release_id=release_id, scope_kind="message",
-                                       scope_name=message.name, name=name))
-    for enum in package.enums:
-        for r in enum.reserved_numbers:
-            session.add(ReservationRow(release_id=release_id, scope_kind="enum",
-                                       scope_name=enum.name, number_start=r.start, number_end=r.end))
-        for name in enum.reserved_names:
-            session.add(ReservationRow(release_id=release_id, scope_kind="enum",
-                                       scope_name=enum.name, name=name))
+    scopes: list[tuple[str, ir.Message | ir.Enum]] = [("message", m) for m in package.messages]
+    scopes += [("enum", e) for e in package.enums]
+    for kind, scope in scopes:
+        for r in scope.reserved_numbers:
+            session.add(ReservationRow(release_id=release_id, scope_kind=kind, scope_name=scope.name,
+                                       number_start=r.start, number_end=r.end))
+        for name in scope.reserved_names:
+            session.add(ReservationRow(release_id=release_id, scope_kind=kind, scope_name=scope.name, name=name))
 
 
 def _load_history(session: Session, model_id: int) -> History:

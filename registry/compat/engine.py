@@ -13,6 +13,7 @@ another meaning. :func:`check_release` and :func:`check_trees` turn findings int
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from functools import cache
 from typing import Literal, TypedDict, TypeVar
 
@@ -399,44 +400,15 @@ def _values_by_number(enum: ir.Enum) -> dict[int, tuple[str, ...]]:
 
 
 def _with_levels(findings: Sequence[Finding], declared: Bump) -> tuple[Finding, ...]:
-    out = []
-    for f in findings:
-        level = RULES_BY_ID[f.rule].level_of(f.direction, f.required_bump, declared)
-        out.append(
-            Finding(
-                f.rule,
-                f.category,
-                f.direction,
-                f.path,
-                f.message,
-                f.before,
-                f.after,
-                f.required_bump,
-                level,
-                f.file,
-            )
-        )
-    return tuple(out)
+    return tuple(
+        replace(f, level=RULES_BY_ID[f.rule].level_of(f.direction, f.required_bump, declared)) for f in findings
+    )
 
 
 def _prefix(findings: Sequence[Finding], prefix: str) -> list[Finding]:
     if not prefix:
         return list(findings)
-    return [
-        Finding(
-            f.rule,
-            f.category,
-            f.direction,
-            f.path,
-            f.message,
-            f.before,
-            f.after,
-            f.required_bump,
-            f.level,
-            f"{prefix.rstrip('/')}/{f.file}" if f.file else f.file,
-        )
-        for f in findings
-    ]
+    return [replace(f, file=f"{prefix.rstrip('/')}/{f.file}") if f.file else f for f in findings]
 
 
 # -- verdicts ------------------------------------------------------------------------------
