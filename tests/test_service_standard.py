@@ -239,8 +239,8 @@ def test_registry_unknown_model_or_major_is_not_found(
 def test_service_never_imports_sqlalchemy_or_the_store() -> None:
     code = (
         "import sys\n"
-        "import service, service.compile, service.convert, service.binding, service.server, "
-        "service.client, service.commands\n"
+        "import service, service.compile, service.convert, "
+        "service.binding, service.server, service.client, service.commands\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic') "
         "or m == 'registry.store')\n"
         "print(bad)\n"
