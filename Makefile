@@ -33,7 +33,7 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check protoreg registry service migrations tests models benchmarks
-	$(BIN)/mypy protoreg registry service
+	$(BIN)/mypy -p protoreg
 
 ## Re-render proto_versions/ from the default registry.
 protos: install

@@ -209,9 +209,9 @@ def build_check_registry(root: Path, models: int, fields: int, releases: int) ->
     The first model is registered release by release; the others are copies of its rows with
     the names replaced (what registering them would write, but 50x faster to build).
     """
-    from registry.database import open_registry
-    from registry.registration import register_release
-    from registry.schema import extract_schema
+    from protoreg.registry.database import open_registry
+    from protoreg.registry.registration import register_release
+    from protoreg.registry.schema import extract_schema
 
     url = f"sqlite:///{root}/registry.db"
     names = [f"wide_{i:02d}" for i in range(models)]

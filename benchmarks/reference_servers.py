@@ -10,7 +10,7 @@ default) whose handler ignores the request and returns one constant response of 
 type: what any Python gRPC server costs before it does any work.
 
 ``protoreg-aio`` (an experiment, not a reference): protoreg's own binding and codecs
-(``service.binding.bind_model``: the same request parsing, pydantic validation and response
+(``protoreg.service.binding.bind_model``: the same request parsing, pydantic validation and response
 building as ``protoreg serve``) on a ``grpc.aio`` server, handlers run on the event loop. It
 measures what moving ``service/server.py`` from the thread-pool server to ``grpc.aio`` would give;
 it has none of the server's health, reflection, status mapping or shutdown.
@@ -90,9 +90,9 @@ def _floor_servicer(pb2: Any, pb2_grpc: Any) -> Any:
 async def _serve_aio(protos: Path, port: int) -> None:
     import asyncio
 
-    from registry.loader import load_model
-    from service.binding import bind_model
-    from service.compile import load_protos
+    from protoreg.registry.loader import load_model
+    from protoreg.service.binding import bind_model
+    from protoreg.service.compile import load_protos
 
     model = bind_model(load_model("iris_model"), load_protos(protos), "iris_model")
     codec, instance = model.codec, model.instance

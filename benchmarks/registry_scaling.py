@@ -13,10 +13,10 @@ import time
 from contextlib import AbstractContextManager
 from typing import Any
 
-from registry.compat.gate import ReleaseGate
-from registry.database import open_registry
-from registry.registration import register_release
-from registry.schema import extract_schema
+from protoreg.registry.compat.gate import ReleaseGate
+from protoreg.registry.database import open_registry
+from protoreg.registry.registration import register_release
+from protoreg.registry.schema import extract_schema
 
 from .databases import postgres_registry, sqlite_registry
 from .fixtures import wide_model

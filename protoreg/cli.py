@@ -3,7 +3,7 @@
 Commands live next to the code they drive: ``registry/commands.py`` (register, history, fields,
 render, verify), ``registry/compat/commands.py`` (check, diff, breaking, rules) and
 ``service/commands.py`` (serve, predict). This module is the one place that knows all of them,
-so ``registry`` never imports ``service``. A :class:`~registry.errors.ProtoregError` from any
+so ``registry`` never imports ``service``. A :class:`~protoreg.registry.errors.ProtoregError` from any
 command becomes one line on stderr and its exit code.
 
 Exit codes (``registry/errors.py``): 0 success, 1 could not complete, 2 usage error, 100 findings
@@ -17,11 +17,11 @@ from typing import Any
 
 import click
 
-from registry import __version__
-from registry.commands import COMMANDS as REGISTRY_COMMANDS
-from registry.compat.commands import COMMANDS as COMPAT_COMMANDS
-from registry.errors import ProtoregError
-from service.commands import predict, serve
+from protoreg.registry import __version__
+from protoreg.registry.commands import COMMANDS as REGISTRY_COMMANDS
+from protoreg.registry.compat.commands import COMMANDS as COMPAT_COMMANDS
+from protoreg.registry.errors import ProtoregError
+from protoreg.service.commands import predict, serve
 
 COMMANDS: tuple[click.Command, ...] = (*REGISTRY_COMMANDS, *COMPAT_COMMANDS, serve, predict)
 
@@ -67,7 +67,7 @@ def main(ctx: click.Context, db_url: str | None, protos_dir: Path) -> None:
 
     A MODEL_REF is either module:Class or the name of a `protoreg.models` entry point.
     """
-    # Read by registry.commands.db_url/protos_dir and by service/commands.py.
+    # Read by protoreg.registry.commands.db_url/protos_dir and by service/commands.py.
     ctx.obj = {"db_url": db_url, "protos_dir": protos_dir}
 
 

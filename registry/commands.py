@@ -1,7 +1,7 @@
 """The registry commands: ``register``, ``history``, ``fields``, ``render`` and ``verify``.
 
 Each parses its arguments, calls one library function and formats the result; user errors are
-:class:`~registry.errors.ProtoregError`\\s, which the ``protoreg`` group (``protoreg/cli.py``, where
+:class:`~protoreg.registry.errors.ProtoregError`\\s, which the ``protoreg`` group (``protoreg/cli.py``, where
 every command is wired) prints as one sentence. This module also owns what every command module
 shares: the global settings on the click context and the MODEL_REF arguments.
 """

@@ -2,8 +2,8 @@
 
 :func:`open_registry` is the one way in: it resolves the URL (``--db``, ``$PROTOREG_DB``, or
 ``sqlite:///protoreg.db``), creates the engine, brings the schema up to date
-(:mod:`registry.upgrade`, retried like any transaction) and hands back a
-:class:`~registry.store.Registry`. SQLite runs in WAL mode with a busy timeout and foreign keys
+(:mod:`protoreg.registry.upgrade`, retried like any transaction) and hands back a
+:class:`~protoreg.registry.store.Registry`. SQLite runs in WAL mode with a busy timeout and foreign keys
 on, and every transaction takes the write lock at ``BEGIN`` so two writers never read the same
 history.
 """

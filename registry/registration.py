@@ -3,11 +3,11 @@
 :func:`register_release` is the one place these meet. Inside one transaction that holds the
 model's write lock from its first read to its commit, it reads the release already registered
 under the same version (the same schema again is a no-op; another schema is refused), the
-model's release line and its numbering ledger; numbers the schema (:mod:`registry.numbering`);
+model's release line and its numbering ledger; numbers the schema (:mod:`protoreg.registry.numbering`);
 hands the result to the gate (``protoreg register`` passes the compatibility check, which raises
-to refuse); renders the ``.proto`` text (:mod:`registry.render`); and writes it all
-(:mod:`registry.store`). A transaction that loses a race with another writer is run again
-(:mod:`registry.retry`). ``PROTOREG_CRASH_AT`` steps (:mod:`registry.faults`) mark where the crash
+to refuse); renders the ``.proto`` text (:mod:`protoreg.registry.render`); and writes it all
+(:mod:`protoreg.registry.store`). A transaction that loses a race with another writer is run again
+(:mod:`protoreg.registry.retry`). ``PROTOREG_CRASH_AT`` steps (:mod:`protoreg.registry.faults`) mark where the crash
 tests kill it.
 """
 

@@ -41,7 +41,7 @@ def _quoted(names: Iterable[str]) -> list[str]:
 
 
 _environment = jinja2.Environment(
-    loader=jinja2.PackageLoader("registry", "templates"),
+    loader=jinja2.PackageLoader("protoreg.registry", "templates"),
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,

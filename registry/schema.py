@@ -4,12 +4,12 @@ The schema tree is what the author declared, with no field numbers and no databa
 input of numbering (``numbering.allocate_numbers``). Everything protoreg cannot express in proto3
 is refused here, with an error that names the model, the field path and the problem.
 
-Types come from :mod:`registry.typemap`, one row per Python type (``int`` -> ``int64``,
+Types come from :mod:`protoreg.registry.typemap`, one row per Python type (``int`` -> ``int64``,
 ``datetime`` -> ``google.protobuf.Timestamp``, ...; a field may pick another proto type with
 ``json_schema_extra={"protoreg": {"type": "sint32"}}``). This module handles the structure around
 them: ``Enum`` and ``Literal`` of strings -> enum; nested ``BaseModel`` -> message; ``list[X]`` ->
 ``repeated X`` (``list[list[X]]`` through a wrapper message ``XList``); ``dict[K, X]`` -> ``map``;
-``Optional[X]`` -> presence. Every name it gives comes from :mod:`registry.naming`.
+``Optional[X]`` -> presence. Every name it gives comes from :mod:`protoreg.registry.naming`.
 """
 
 from __future__ import annotations
@@ -408,7 +408,7 @@ def extract_schema(model: ModelLike | type[ModelLike]) -> ModelSchema:
     """Read a model class (or instance) and return its schema tree.
 
     ``model`` is anything with ``qualified_name``, ``display_name``, ``description``,
-    ``version``, ``input_schema`` and ``output_schema`` (see ``registry.loader.ModelLike``).
+    ``version``, ``input_schema`` and ``output_schema`` (see ``protoreg.registry.loader.ModelLike``).
     """
     from .loader import model_metadata  # here to keep schema free of entry-point machinery
 

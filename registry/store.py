@@ -5,12 +5,12 @@ numbered IR snapshot and the rendered text); ``messages`` and ``enums`` (numberi
 ``fields`` and ``enum_values`` (the allocation ledger: one row per number ever handed out, unique
 per scope, so the database itself refuses a duplicate); ``reservations`` (what each release
 reserves); ``lineages`` (per model, a summary of every snapshot for the checker's history rules,
-see :mod:`registry.lineage`; derived data, rebuilt from the snapshots whenever it is missing or
-behind). Alembic owns the schema (``migrations/``, see :mod:`registry.upgrade`); opening a
-database is :func:`registry.database.open_registry`.
+see :mod:`protoreg.registry.lineage`; derived data, rebuilt from the snapshots whenever it is missing or
+behind). Alembic owns the schema (``migrations/``, see :mod:`protoreg.registry.upgrade`); opening a
+database is :func:`protoreg.registry.database.open_registry`.
 
 A :class:`Registry` answers reads, each in its own transaction. A :class:`Transaction` is one
-read-write transaction for registration (:mod:`registry.registration` composes it with numbering,
+read-write transaction for registration (:mod:`protoreg.registry.registration` composes it with numbering,
 the gate and rendering): :meth:`Transaction.lock_model` takes the model's write lock (SQLite
 already holds the database's from ``BEGIN IMMEDIATE``; elsewhere ``SELECT ... FOR UPDATE`` on the
 model row) and keeps it until commit. Reads inside it are targeted, so a registration's cost does
@@ -162,7 +162,7 @@ class ReservationRow(Base):
 
 
 class LineageRow(Base):
-    """The model's :class:`~registry.lineage.Lineage` with every release up to ``release_seq`` folded in."""
+    """The model's :class:`~protoreg.registry.lineage.Lineage` with every release up to ``release_seq`` folded in."""
 
     __tablename__ = "lineages"
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
@@ -200,7 +200,7 @@ class ReleaseLine:
     """What the checker needs of a model's releases, read without parsing every snapshot.
 
     ``versions`` lists every release, oldest first; ``newest`` is the highest version (the first
-    registered among equals, as :func:`~registry.compat.engine.check_release` picks it);
+    registered among equals, as :func:`~protoreg.registry.compat.engine.check_release` picks it);
     ``lineage`` summarises every release in registration order. ``load_all`` parses every
     release (only for checks against an older baseline); inside a registration it must be called
     before the gate returns.

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-import migrations
+from protoreg import migrations
 
 from . import __version__
 from .errors import DatabaseVersionError

@@ -15,12 +15,12 @@ from typing import Any
 
 from google.protobuf import descriptor
 
-from registry.errors import ModelLoadError, ProtoregError
-from registry.loader import model_metadata
-from registry.naming import GENERATED_MESSAGES, REQUEST_MESSAGE, RESPONSE_MESSAGE, package_name, proto_path
-from registry.schema import ModelSchema, extract_schema
-from registry.typemap import DESCRIPTOR_SCALARS
-from registry.versioning import parse_version
+from protoreg.registry.errors import ModelLoadError, ProtoregError
+from protoreg.registry.loader import model_metadata
+from protoreg.registry.naming import GENERATED_MESSAGES, REQUEST_MESSAGE, RESPONSE_MESSAGE, package_name, proto_path
+from protoreg.registry.schema import ModelSchema, extract_schema
+from protoreg.registry.typemap import DESCRIPTOR_SCALARS
+from protoreg.registry.versioning import parse_version
 
 from .compile import ProtoTree, RenderedRelease
 from .convert import BindError, CodecBuilder, ModelCodec

@@ -14,10 +14,10 @@ from types import FrameType
 
 import click
 
-from registry.errors import UsageError
+from protoreg.registry.errors import UsageError
 
 TLS_PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
-# not exists=True: service.auth.read_token says what is wrong with the file and how to fix it
+# not exists=True: protoreg.service.auth.read_token says what is wrong with the file and how to fix it
 TOKEN_PATH = click.Path(dir_okay=False, path_type=Path)
 
 
@@ -59,7 +59,7 @@ def serve(
     reflection and the protoreg registry service. A model whose installed version or schema is not
     the rendered release is refused.
     """
-    from registry.loader import entry_point_models
+    from protoreg.registry.loader import entry_point_models
 
     from .auth import read_token
     from .server import ServeOptions, serve_refs

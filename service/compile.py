@@ -17,9 +17,9 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from registry.errors import ProtoregError
-from registry.naming import REGISTRY_PROTO_PATH, parse_package, read_release_header
-from registry.protoc import compile_descriptor_set, proto_files
+from protoreg.registry.errors import ProtoregError
+from protoreg.registry.naming import REGISTRY_PROTO_PATH, parse_package, read_release_header
+from protoreg.registry.protoc import compile_descriptor_set, proto_files
 
 
 class ProtosError(ProtoregError):

@@ -11,7 +11,7 @@ pydantic, which then applies the field's default, or reports the missing field b
 has none (``Optional[X]`` without a default becomes ``None``). An enum set to its
 ``*_UNSPECIFIED`` zero value counts as absent. Proto cannot tell an empty list or map from an
 absent one, so an empty one is absent when the pydantic field has a default and empty otherwise. Enum values map
-between pydantic values and proto value names through the schema tree (``registry.schema``),
+between pydantic values and proto value names through the schema tree (``protoreg.registry.schema``),
 the same mapping the registry numbered. Scalars and well-known types convert with the codec of
 their row in the type mapping (``registry/typemap.py``).
 """
@@ -27,10 +27,10 @@ from google.protobuf import descriptor
 from google.protobuf.message import Message
 from pydantic import BaseModel, ValidationError
 
-from registry import typemap
-from registry.naming import LIST_WRAPPER_FIELD, MAP_WRAPPER_FIELD
-from registry.schema import ModelSchema, split_optional, strip_annotated
-from registry.typemap import InvalidValue
+from protoreg.registry import typemap
+from protoreg.registry.naming import LIST_WRAPPER_FIELD, MAP_WRAPPER_FIELD
+from protoreg.registry.schema import ModelSchema, split_optional, strip_annotated
+from protoreg.registry.typemap import InvalidValue
 
 FD = descriptor.FieldDescriptor
 

@@ -33,9 +33,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from registry.errors import ProtoregError
-from registry.loader import load_model
-from registry.naming import MODEL_NAME, REGISTRY_PACKAGE, STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE
+from protoreg.registry.errors import ProtoregError
+from protoreg.registry.loader import load_model
+from protoreg.registry.naming import MODEL_NAME, REGISTRY_PACKAGE, STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE
 
 from .auth import BearerTokenInterceptor
 from .binding import ServedModel, bind_model, describe_field

@@ -24,12 +24,12 @@ import grpc
 from google.protobuf.message import Message
 from pydantic import BaseModel, Field
 
-from registry.database import open_registry
-from registry.registration import register_release
-from registry.render import render_tree, write_tree
-from registry.schema import extract_schema
-from service.compile import ProtoTree, load_protos
-from service.server import ModelServer, ServeOptions, create_server
+from protoreg.registry.database import open_registry
+from protoreg.registry.registration import register_release
+from protoreg.registry.render import render_tree, write_tree
+from protoreg.registry.schema import extract_schema
+from protoreg.service.compile import ProtoTree, load_protos
+from protoreg.service.server import ModelServer, ServeOptions, create_server
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from protoreg.cli import main
-from registry.protoc import compile_descriptor_set
+from protoreg.registry.protoc import compile_descriptor_set
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import pytest
 
-from registry.compat.descriptors import load_tree
-from registry.compat.engine import check_trees
-from registry.compat.findings import Report
-from registry.compat.rules import RULES, RULES_BY_ID
-from registry.protoc import ProtocError, compile_descriptor_set
-from registry.typemap import SCALAR_TYPES
+from protoreg.registry.compat.descriptors import load_tree
+from protoreg.registry.compat.engine import check_trees
+from protoreg.registry.compat.findings import Report
+from protoreg.registry.compat.rules import RULES, RULES_BY_ID
+from protoreg.registry.protoc import ProtocError, compile_descriptor_set
+from protoreg.registry.typemap import SCALAR_TYPES
 
 BUF_VERSION = "1.75.0"
 CASES = int(os.environ.get("PROTOREG_BUF_CASES", "80"))

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from protoreg.cli import main
-from registry.compat.rules import RULES
+from protoreg.registry.compat.rules import RULES
 
 FIXTURES = Path(__file__).resolve().parent / "compat_fixtures"
 CASES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())

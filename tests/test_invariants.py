@@ -19,14 +19,14 @@ from google.protobuf import descriptor_pool, message_factory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry import ir
-from registry.database import open_registry
-from registry.protoc import compile_descriptor_set
-from registry.registration import register_release
-from registry.render import render_package
-from registry.schema import extract_schema
-from registry.store import ReleaseInfo
-from registry.typemap import type_key_compatible
+from protoreg.registry import ir
+from protoreg.registry.database import open_registry
+from protoreg.registry.protoc import compile_descriptor_set
+from protoreg.registry.registration import register_release
+from protoreg.registry.render import render_package
+from protoreg.registry.schema import extract_schema
+from protoreg.registry.store import ReleaseInfo
+from protoreg.registry.typemap import type_key_compatible
 from tests.evolution import Spec, assert_shared_equal, build_model, evolutions, fill
 
 MODEL = "evolving_model"

@@ -12,8 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_registry_never_imports_service() -> None:
     # Names from the imported packages, so the check follows wherever they are installed.
-    import registry
-    import service
+    from protoreg import registry, service
 
     code = (
         "import importlib, pkgutil, sys\n"
@@ -30,11 +29,11 @@ def test_every_command_is_wired_in_one_place() -> None:
     """A command defined in any commands module is reachable from ``protoreg``."""
     import click
 
-    import registry.commands
-    import registry.compat.commands
-    import service.commands
+    import protoreg.registry.commands
+    import protoreg.registry.compat.commands
+    import protoreg.service.commands
     from protoreg.cli import main
 
-    modules = (registry.commands, registry.compat.commands, service.commands)
+    modules = (protoreg.registry.commands, protoreg.registry.compat.commands, protoreg.service.commands)
     defined = {obj for m in modules for obj in vars(m).values() if isinstance(obj, click.Command)}
     assert defined == set(main.commands.values())

@@ -8,14 +8,14 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry import ir
-from registry.compat.engine import check_release
-from registry.compat.gate import check_schema
-from registry.database import open_registry
-from registry.lineage import Lineage, lineage_of
-from registry.numbering import allocate_numbers
-from registry.registration import register_release
-from registry.schema import extract_schema
+from protoreg.registry import ir
+from protoreg.registry.compat.engine import check_release
+from protoreg.registry.compat.gate import check_schema
+from protoreg.registry.database import open_registry
+from protoreg.registry.lineage import Lineage, lineage_of
+from protoreg.registry.numbering import allocate_numbers
+from protoreg.registry.registration import register_release
+from protoreg.registry.schema import extract_schema
 from tests.evolution import Spec, build_model, evolutions
 
 MODEL = "lineage_model"
@@ -94,7 +94,7 @@ def test_reserved_ranges_are_painted_newest_last_without_expanding_them() -> Non
 
 
 def test_verify_finds_a_lineage_that_disagrees_with_the_snapshots(sqlite_url: str) -> None:
-    from registry.verify import verify_registry
+    from protoreg.registry.verify import verify_registry
     from tests.evolution import FieldDecl
 
     spec = Spec({"PredictRequest": {"f0": FieldDecl("float")}, "PredictResponse": {"f0": FieldDecl("str")},

@@ -14,13 +14,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, create_engine, inspect, text
 
-from registry.database import open_registry
-from registry.errors import DatabaseVersionError
-from registry.registration import register_release
-from registry.schema import extract_schema
-from registry.store import Base
-from registry.upgrade import alembic_config, head_from_files, schema_head
-from registry.verify import verify_registry
+from protoreg.registry.database import open_registry
+from protoreg.registry.errors import DatabaseVersionError
+from protoreg.registry.registration import register_release
+from protoreg.registry.schema import extract_schema
+from protoreg.registry.store import Base
+from protoreg.registry.upgrade import alembic_config, head_from_files, schema_head
+from protoreg.registry.verify import verify_registry
 
 DATA = Path(__file__).parent / "migration_data"
 TABLES = ("models", "releases", "messages", "enums", "fields", "enum_values", "reservations")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry import ir, naming
-from registry.render import render_package
+from protoreg.registry import ir, naming
+from protoreg.registry.render import render_package
 
 MODEL_NAMES = st.from_regex(naming.MODEL_NAME, fullmatch=True).filter(lambda n: len(n) < 40)
 VERSIONS = st.builds(

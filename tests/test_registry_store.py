@@ -10,13 +10,13 @@ import pytest
 from pydantic import BaseModel, Field
 from sqlalchemy import create_engine, text
 
-from registry import ir
-from registry.database import open_registry
-from registry.errors import DatabaseError, ReleaseConflictError, VersionError
-from registry.registration import register_release
-from registry.render import render_package
-from registry.schema import extract_schema
-from registry.upgrade import schema_head
+from protoreg.registry import ir
+from protoreg.registry.database import open_registry
+from protoreg.registry.errors import DatabaseError, ReleaseConflictError, VersionError
+from protoreg.registry.registration import register_release
+from protoreg.registry.render import render_package
+from protoreg.registry.schema import extract_schema
+from protoreg.registry.upgrade import schema_head
 from tests.conftest import make_model
 
 
@@ -161,7 +161,7 @@ def test_enum_values_are_numbered_for_life(sqlite_url: str) -> None:
 
 
 def test_numbers_skip_the_protobuf_reserved_range() -> None:
-    from registry.numbering import History, Slot, allocate_numbers
+    from protoreg.registry.numbering import History, Slot, allocate_numbers
 
     history = History()
     scope = history.scope("message", "PredictRequest")
@@ -172,8 +172,8 @@ def test_numbers_skip_the_protobuf_reserved_range() -> None:
 
 
 def test_number_limit_is_enforced_with_a_clear_error() -> None:
-    from registry.errors import NumberingError
-    from registry.numbering import History, Slot, allocate_numbers
+    from protoreg.registry.errors import NumberingError
+    from protoreg.registry.numbering import History, Slot, allocate_numbers
 
     history = History()
     scope = history.scope("message", "PredictRequest")
@@ -222,7 +222,7 @@ def test_unreachable_database_is_one_clear_error(tmp_path) -> None:  # type: ign
 
 
 def _register_in_process(url: str, version: str) -> str:
-    from registry.schema import extract_schema as extract
+    from protoreg.registry.schema import extract_schema as extract
 
     inputs = {"1": V1, "2": V2}
     with open_registry(url) as registry:

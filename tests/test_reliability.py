@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from registry.database import open_registry
-from registry.faults import CRASH_ENV, STEPS
-from registry.verify import verify_registry
+from protoreg.registry.database import open_registry
+from protoreg.registry.faults import CRASH_ENV, STEPS
+from protoreg.registry.verify import verify_registry
 
 FIXTURE_MODELS = textwrap.dedent(
     '''

@@ -15,9 +15,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registry import ir
-from registry.lineage import Lineage, lineage_of
-from registry.typemap import SCALAR_TYPES
+from protoreg.registry import ir
+from protoreg.registry.lineage import Lineage, lineage_of
+from protoreg.registry.typemap import SCALAR_TYPES
 
 NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
 TYPE_NAMES = st.from_regex(r"[A-Z][A-Za-z0-9]{0,8}(\.[A-Z][A-Za-z0-9]{0,5})?", fullmatch=True)

@@ -20,14 +20,14 @@ from hypothesis import strategies as st
 from iris_model import IrisModel
 
 from protoreg.cli import main
-from registry.database import open_registry
-from registry.errors import SchemaError
-from registry.naming import MODEL_NAME
-from registry.registration import register_release
-from registry.render import render_tree
-from registry.schema import extract_schema
-from service.auth import AuthTokenError, read_token
-from service.compile import ProtoTree, load_protos
+from protoreg.registry.database import open_registry
+from protoreg.registry.errors import SchemaError
+from protoreg.registry.naming import MODEL_NAME
+from protoreg.registry.registration import register_release
+from protoreg.registry.render import render_tree
+from protoreg.registry.schema import extract_schema
+from protoreg.service.auth import AuthTokenError, read_token
+from protoreg.service.compile import ProtoTree, load_protos
 from tests.service_support import (
     Method,
     Point,

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError, Message
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry import typemap
+from protoreg.registry import typemap
 
 ROOT = Path(__file__).resolve().parent.parent
 FDP = descriptor_pb2.FieldDescriptorProto

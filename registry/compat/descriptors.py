@@ -5,7 +5,7 @@ IR packages, one per file: nested messages and enums get dotted names (``Order.L
 types are full names (``acme.v1.Order.Line``, ``google.protobuf.Timestamp``), map entries become
 ``map`` fields, proto3 ``optional`` and real oneof members have explicit presence, plain proto3
 scalars implicit presence (``singular``), proto2 ``required`` sets ``Field.required``. What the IR
-has no place for is kept per field in ``Package.facts`` as :class:`~registry.ir.FieldFacts`: a
+has no place for is kept per field in ``Package.facts`` as :class:`~protoreg.registry.ir.FieldFacts`: a
 real oneof's name, proto2 ``required`` and defaults, and a map's entry message.
 """
 

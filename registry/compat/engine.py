@@ -111,7 +111,7 @@ def compare(
 
     ``history`` should end with ``before`` itself (oldest first); it is added when missing.
     ``lineage``, when given, replaces ``history``: the summary of every earlier snapshot, the
-    baseline folded in last (see :mod:`registry.lineage`).
+    baseline folded in last (see :mod:`protoreg.registry.lineage`).
     """
     if lineage is None:
         if not history or history[-1] is not before:
@@ -426,7 +426,7 @@ def check_release(
 ) -> Report:
     """Check the release ``version`` of ``model`` (numbered as ``package``) against the registry.
 
-    ``releases`` are the model's :class:`~registry.store.ReleaseInfo`\\s, oldest first. The
+    ``releases`` are the model's :class:`~protoreg.registry.store.ReleaseInfo`\\s, oldest first. The
     baseline is ``against`` or the newest release; every other release is history. A release
     already registered under ``version`` is left out of the history (it is what is re-checked).
     """

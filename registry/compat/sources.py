@@ -1,8 +1,8 @@
 """What the checker reads from a registry, as Protocols: the seam between ``compat`` and the store.
 
 The checker never imports the store (SQLAlchemy); it reads releases through these structural
-types, which :class:`registry.store.ReleaseInfo`, :class:`registry.store.ReleaseLine` and
-:class:`registry.store.Registry` satisfy (mypy checks it where the gate is called), and which a
+types, which :class:`protoreg.registry.store.ReleaseInfo`, :class:`protoreg.registry.store.ReleaseLine` and
+:class:`protoreg.registry.store.Registry` satisfy (mypy checks it where the gate is called), and which a
 test or another backend can satisfy with plain objects.
 """
 
