@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import ir
 from .errors import EXIT_FAILED, EXIT_FINDINGS, UsageError
 
 if TYPE_CHECKING:
@@ -140,7 +139,9 @@ def fields(ctx: click.Context, model: str, version: str | None, fmt: str) -> Non
     with open_from(ctx) as registry:
         release = registry.release(model, version)
     if fmt == "json":
-        click.echo(json.dumps(ir.field_map(release.package), indent=2))
+        from .fieldmap import field_map
+
+        click.echo(json.dumps(field_map(release.package), indent=2))
         return
     click.echo(f"{model} {release.version} ({release.package.package})")
     for message in release.package.messages:

@@ -240,41 +240,6 @@ class Package:
         return next((e for e in self.enums if e.name == name), None)
 
 
-# -- the field map -------------------------------------------------------------------------
-
-
-def field_map(package: Package) -> dict[str, Any]:
-    """What ``protoreg fields --format json`` prints (documented in the README): full names
-    inside the package, types as written in the ``.proto``, reserved numbers expanded."""
-    return {
-        "model": package.model,
-        "version": package.version,
-        "package": package.package,
-        "messages": [
-            {
-                "name": m.name,
-                "fields": [
-                    {"name": f.name, "number": f.number, "type": f.proto_type, "label": f.label,
-                     "required": f.required}
-                    for f in m.fields
-                ],
-                "reserved_numbers": list(expand_ranges(m.reserved_numbers)),
-                "reserved_names": list(m.reserved_names),
-            }
-            for m in package.messages
-        ],
-        "enums": [
-            {
-                "name": e.name,
-                "values": [{"name": v.name, "number": v.number} for v in e.values],
-                "reserved_numbers": list(expand_ranges(e.reserved_numbers)),
-                "reserved_names": list(e.reserved_names),
-            }
-            for e in package.enums
-        ],
-    }
-
-
 # -- serialisation -------------------------------------------------------------------------
 # Snapshots are stored as JSON; these functions are the only format. Keys are written in a
 # fixed order and unknown keys are ignored so old snapshots stay readable.

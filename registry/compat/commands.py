@@ -78,10 +78,12 @@ def diff(ctx: click.Context, model: str, v1: str, v2: str, fmt: str) -> None:
     Exit 100 when V2's version bump over V1 is too small for what changed.
     """
     from ..database import open_registry
-    from .gate import diff_releases
+    from .engine import diff_releases
 
     with open_registry(db_url(ctx)) as registry:
-        report = diff_releases(registry, model, v1, v2, file_prefix=str(protos_dir(ctx)))
+        releases = registry.releases(model)
+        first, second = registry.release(model, v1), registry.release(model, v2)
+    report = diff_releases(releases, first, second, file_prefix=str(protos_dir(ctx)))
     _emit([report], fmt)
 
 

@@ -453,6 +453,27 @@ def check_release(
     return _verdict(model, baseline, newest, before, lineage, package, version, fingerprint, file_prefix)
 
 
+def diff_releases(releases: Sequence[Release], first: Release, second: Release, *, file_prefix: str = "") -> Report:
+    """``protoreg diff``: the findings between two registered releases, ``second`` checked against ``first``.
+
+    ``releases`` are every release of the model, oldest first (registration order). The history
+    is what was registered before ``second``, plus ``first`` when it came later, so a pair is
+    judged the way ``register`` judged ``second``, with ``first`` as its baseline.
+    """
+    index = next(i for i, r in enumerate(releases) if r.version == second.version)
+    history = [r for i, r in enumerate(releases) if (i < index or r.version == first.version)
+               and r.version != second.version]
+    return check_release(
+        second.model,
+        history,
+        second.package,
+        second.version,
+        second.fingerprint,
+        against=first.version,
+        file_prefix=file_prefix,
+    )
+
+
 def check_against_newest(
     model: str,
     newest: Release | None,

@@ -1,5 +1,5 @@
-"""The compatibility verdict for a model schema against its registry: ``check``, ``diff``, and the
-gate ``register`` runs inside its transaction before anything is written.
+"""The compatibility verdict for a model schema against its registry: ``check``, and the gate
+``register`` runs inside its transaction before anything is written.
 
 Both read the model's release line (``sources.ReleaseLine``): the newest release and the lineage of
 every release, so a check costs the same at release 10 and at release 1000. Only a check against
@@ -119,15 +119,3 @@ def register_checked(
     except BumpTooSmallError as error:
         return GatedRegistration(schema, None, error.report)
     return GatedRegistration(schema, result, gate.report)
-
-
-def diff_releases(registry: ReleaseSource, model: str, v1: str, v2: str, *, file_prefix: str = "") -> Report:
-    """The findings between two registered releases, as if ``v2`` were registered after ``v1``:
-    the releases registered before ``v2`` are its history, ``v1`` its baseline."""
-    releases = registry.releases(model)
-    first, second = registry.release(model, v1), registry.release(model, v2)
-    index = next(i for i, r in enumerate(releases) if r.version == second.version)
-    history = [r for i, r in enumerate(releases) if i < index or r.version == first.version]
-    history = [r for r in history if r.version != second.version]
-    return check_release(model, history, second.package, second.version, second.fingerprint,
-                         against=first.version, file_prefix=file_prefix)

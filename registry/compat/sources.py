@@ -21,6 +21,9 @@ class Release(Protocol):
     """One registered release of a model."""
 
     @property
+    def model(self) -> str: ...
+
+    @property
     def version(self) -> str: ...
 
     @property
