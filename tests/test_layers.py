@@ -26,14 +26,25 @@ def test_registry_never_imports_service() -> None:
 
 
 def test_every_command_is_wired_in_one_place() -> None:
-    """A command defined in any commands module is reachable from ``protoreg``."""
+    """A command defined in any ``commands`` module of registry/ or service/ is reachable from
+    ``protoreg`` (a new commands module is found too)."""
+    import importlib
+    import pkgutil
+
     import click
 
-    import protoreg.registry.commands
-    import protoreg.registry.compat.commands
-    import protoreg.service.commands
+    from protoreg import registry, service
     from protoreg.cli import main
 
-    modules = (protoreg.registry.commands, protoreg.registry.compat.commands, protoreg.service.commands)
-    defined = {obj for m in modules for obj in vars(m).values() if isinstance(obj, click.Command)}
+    defined: set[click.Command] = set()
+    for package in (registry, service):
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            if info.name.rsplit(".", 1)[-1] != "commands":
+                continue
+            module = importlib.import_module(info.name)
+            defined |= {
+                obj for obj in vars(module).values()
+                if isinstance(obj, click.Command) and getattr(obj.callback, "__module__", None) == info.name
+            }
+    assert len(defined) >= 11
     assert defined == set(main.commands.values())
