@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS ?= proto_versions
 
-.PHONY: install run test test-fast lint protos protos-check rules-doc bench clean
+.PHONY: install run test test-fast lint protos protos-check rules-doc readme bench clean
 
 install: $(STAMP)
 
@@ -32,8 +32,8 @@ test-fast: install
 	$(BIN)/python -m pytest -n 2
 
 lint: install
-	$(BIN)/ruff check registry service migrations tests models benchmarks
-	$(BIN)/mypy registry service
+	$(BIN)/ruff check protoreg registry service migrations tests models benchmarks
+	$(BIN)/mypy -p protoreg
 
 ## Re-render proto_versions/ from the default registry.
 protos: install
@@ -50,6 +50,10 @@ protos-check: install
 ## Regenerate docs/rules.md from the rule declarations (a test fails when it is stale).
 rules-doc: install
 	$(BIN)/protoreg rules --format markdown > docs/rules.md
+
+## Regenerate README.md's command table from the commands' --help (a test fails when it is stale).
+readme: install
+	$(BIN)/python -m protoreg.readme
 
 bench: install
 	$(BIN)/python -m benchmarks

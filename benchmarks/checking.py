@@ -209,14 +209,15 @@ def build_check_registry(root: Path, models: int, fields: int, releases: int) ->
     The first model is registered release by release; the others are copies of its rows with
     the names replaced (what registering them would write, but 50x faster to build).
     """
-    from registry.schema import extract_schema
-    from registry.store import open_registry
+    from protoreg.registry.database import open_registry
+    from protoreg.registry.registration import register_release
+    from protoreg.registry.schema import extract_schema
 
     url = f"sqlite:///{root}/registry.db"
     names = [f"wide_{i:02d}" for i in range(models)]
     with open_registry(url) as registry:
         for release in range(1, releases + 1):
-            registry.register(extract_schema(wide_model(names[0], release, fields)))
+            register_release(registry, extract_schema(wide_model(names[0], release, fields)))
         for name in names[1:]:
             clone_model(registry.engine, names[0], name)
     module_dir = root / "modules"
@@ -315,9 +316,9 @@ def run_check(smoke: bool, rounds: int) -> dict[str, Any]:
             targets.append({"name": f"check: {label} of {models} x {fields} fields x {releases} releases, wall s",
                             "value": round(wall, 3), "target": "< 1.0", "met": wall < 1.0})
         bare = run_measured([sys.executable, "-c", "pass"])
-        imports = run_measured([sys.executable, "-c", "import registry.cli, sqlalchemy, pydantic"], env=env)
+        imports = run_measured([sys.executable, "-c", "import protoreg.cli, sqlalchemy, pydantic"], env=env)
         rows.append({"protoreg check": "(python -c pass)", "wall s (median)": round(bare.wall, 3)})
-        rows.append({"protoreg check": "(import registry.cli, sqlalchemy, pydantic)",
+        rows.append({"protoreg check": "(import protoreg.cli, sqlalchemy, pydantic)",
                      "wall s (median)": round(imports.wall, 3)})
     return {
         "title": f"Checking: protoreg check on a registry of {models} models x {fields} fields x {releases} releases",

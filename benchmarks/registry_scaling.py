@@ -13,9 +13,10 @@ import time
 from contextlib import AbstractContextManager
 from typing import Any
 
-from registry.compat.gate import ReleaseGate
-from registry.schema import extract_schema
-from registry.store import open_registry
+from protoreg.registry.compat.gate import ReleaseGate
+from protoreg.registry.database import open_registry
+from protoreg.registry.registration import register_release
+from protoreg.registry.schema import extract_schema
 
 from .databases import postgres_registry, sqlite_registry
 from .fixtures import wide_model
@@ -32,12 +33,12 @@ def _register_times(url: str, checkpoints: list[int], fields: int) -> dict[int, 
         for first in range(SAMPLES):  # release 1 of fresh models
             schema = extract_schema(wide_model(f"scaling_first_{first}", 1, fields))
             start = time.perf_counter()
-            registry.register(schema, gate=ReleaseGate())
+            register_release(registry, schema, gate=ReleaseGate())
             times[1].append(time.perf_counter() - start)
         for release in range(1, last + 1):
             schema = extract_schema(wide_model("scaling_model", release, fields))
             start = time.perf_counter()
-            result = registry.register(schema, gate=ReleaseGate())
+            result = register_release(registry, schema, gate=ReleaseGate())
             elapsed = time.perf_counter() - start
             if result.status != "created":
                 raise RuntimeError(f"release {release} was {result.status}")

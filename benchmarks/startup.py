@@ -66,14 +66,14 @@ def run(smoke: bool, rounds: int) -> dict[str, Any]:
         bare = []
         for _ in range(rounds):
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import service.server"], check=True, env=env)
+            subprocess.run([sys.executable, "-c", "import protoreg.service.server"], check=True, env=env)
             bare.append(time.perf_counter() - start)
     rows: list[dict[str, Any]] = [
         {"models served": n, "to SERVING s (median)": round(median(ts), 3),
          "rounds s": ", ".join(f"{t:.3f}" for t in ts)}
         for n, ts in times.items()
     ]
-    rows.append({"models served": "(python -c 'import service.server')",
+    rows.append({"models served": "(python -c 'import protoreg.service.server')",
                  "to SERVING s (median)": round(median(bare), 3),
                  "rounds s": ", ".join(f"{t:.3f}" for t in bare)})
     return {

@@ -2,22 +2,29 @@
 
 Every exception here carries one sentence that says what was wrong, the offending value and the
 fix. The CLI prints that sentence without a traceback; anything else is a bug and keeps its
-traceback.
+traceback. The process exit codes live here too, the same for every command.
 """
 
 from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""The command could not complete (a user error, or a check such as ``verify`` that failed)."""
+EXIT_USAGE = 2
+EXIT_FINDINGS = 100
+"""Compatibility findings need a bigger version bump than declared (buf uses 100 as well)."""
 
 
 class ProtoregError(Exception):
     """A problem the user can fix. ``str(error)`` is the whole message."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
 
 class UsageError(ProtoregError):
     """Bad command-line input (exit code 2)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class ModelLoadError(ProtoregError):

@@ -1,7 +1,7 @@
 """The field map of a release: the JSON form that ``protoreg fields --format json`` prints.
 
 One function, shared by the ``fields`` command and the registry browser's field ledger
-(:mod:`registry.ledger`), so the two can never disagree. Names of messages and enums are full
+(:mod:`protoreg.registry.ledger`), so the two can never disagree. Names of messages and enums are full
 names inside the package; reserved ranges are expanded to single numbers.
 """
 

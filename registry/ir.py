@@ -13,11 +13,13 @@ other messages or enums use the same names; well-known types use their full prot
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["scalar", "message", "enum"]
+from . import naming, typemap
+from .typemap import Kind
+
 Label = Literal["optional", "singular", "repeated", "map"]
 
 FIELD_NUMBER_MAX = 536_870_911
@@ -25,56 +27,6 @@ FIELD_NUMBER_MAX = 536_870_911
 
 RESERVED_FIELD_NUMBERS = range(19_000, 20_000)
 """Numbers protobuf reserves for its own implementation; never allocated."""
-
-SCALAR_TYPES = (
-    "double",
-    "float",
-    "int32",
-    "int64",
-    "uint32",
-    "uint64",
-    "sint32",
-    "sint64",
-    "fixed32",
-    "fixed64",
-    "sfixed32",
-    "sfixed64",
-    "bool",
-    "string",
-    "bytes",
-)
-
-WELL_KNOWN_IMPORTS = {
-    "google.protobuf.Timestamp": "google/protobuf/timestamp.proto",
-    "google.protobuf.Duration": "google/protobuf/duration.proto",
-}
-
-# Groups of scalar types whose encodings can be read as each other (protobuf's own rules).
-# string -> bytes is allowed one way only and is handled in :func:`wire_compatible`.
-_WIRE_GROUPS: tuple[frozenset[str], ...] = (
-    frozenset({"int32", "int64", "uint32", "uint64", "bool"}),
-    frozenset({"sint32", "sint64"}),
-    frozenset({"fixed32", "sfixed32"}),
-    frozenset({"fixed64", "sfixed64"}),
-)
-
-
-def wire_group(proto_type: str) -> str:
-    """A name for the wire-compatibility group of a scalar type (the type itself if alone)."""
-    for group in _WIRE_GROUPS:
-        if proto_type in group:
-            return "|".join(sorted(group))
-    return proto_type
-
-
-def scalar_wire_compatible(before: str, after: str) -> bool:
-    """Whether bytes written as scalar ``before`` are read correctly as ``after``."""
-    if before == after:
-        return True
-    if before == "string" and after == "bytes":
-        return True
-    return wire_group(before) == wire_group(after) and before in SCALAR_TYPES
-
 
 @dataclass(frozen=True)
 class ReservedRange:
@@ -141,17 +93,36 @@ class Field:
         return {"optional": "optional ", "repeated": "repeated "}.get(self.label, "")
 
     @property
-    def cardinality(self) -> str:
+    def cardinality(self) -> typemap.Cardinality:
         """``single``, ``repeated`` or ``map``: what must match for the number to be kept."""
-        return "single" if self.label in ("optional", "singular") else self.label
+        return typemap.cardinality(self.label)
 
     @property
     def type_key(self) -> str:
         """A string that identifies the field's wire shape, for history and comparisons."""
-        key = f"{self.cardinality}:{self.kind}:{self.type}"
-        if self.label == "map":
-            key += f":{self.key_type}"
-        return key
+        return typemap.type_key(self.label, self.kind, self.type, self.key_type)
+
+    @property
+    def type_text(self) -> str:
+        """The type as a reader writes it, label included: ``repeated string``, ``map<string, double>``."""
+        return typemap.field_type_text(self.label, self.type, self.key_type)
+
+
+@dataclass(frozen=True)
+class FieldFacts:
+    """What a compiled descriptor says about a field that :class:`Field` has no place for.
+
+    Only packages read from descriptors (``protoreg breaking``) have facts; protoreg's own
+    renderings have none, so registry snapshots do not store them.
+    """
+
+    oneof: str | None = None  # the real oneof the field belongs to (not a proto3 optional)
+    wire_required: bool = False  # proto2 ``required``
+    default: str | None = None  # a proto2 default value, as written in the descriptor
+    entry: str | None = None  # for a map field: the full name of its entry message
+
+
+NO_FACTS = FieldFacts()
 
 
 @dataclass(frozen=True)
@@ -233,7 +204,11 @@ class Package:
     enums: tuple[Enum, ...] = ()
     services: tuple[Service, ...] = ()
     file_name: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    facts: Mapping[str, Mapping[int, FieldFacts]] = field(default_factory=dict, compare=False, hash=False)
+    """Message name -> field number -> :class:`FieldFacts`, for fields that have any."""
+    features: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False, hash=False)
+    """Message or enum name -> resolved feature (``json_format``, ``enum_type``) -> value name; read
+    from descriptors (``protoreg breaking``), empty for registry releases (always proto3)."""
 
     @property
     def major(self) -> int:
@@ -244,15 +219,20 @@ class Package:
         """The file's path inside ``proto_versions/``; the directory matches the package."""
         if self.file_name:
             return self.file_name
-        return f"{self.package.replace('.', '/')}/{self.model}.proto"
+        return naming.proto_path(self.package, self.model)
+
+    @property
+    def release_header(self) -> str:
+        """The comment line naming the release this package was rendered from."""
+        return naming.release_header(self.model, self.version)
 
     @property
     def imports(self) -> tuple[str, ...]:
         needed = {
-            WELL_KNOWN_IMPORTS[f.type]
+            typemap.WELL_KNOWN_IMPORTS[f.type]
             for m in self.messages
             for f in m.fields
-            if f.type in WELL_KNOWN_IMPORTS
+            if f.type in typemap.WELL_KNOWN_IMPORTS
         }
         return tuple(sorted(needed))
 

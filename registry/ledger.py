@@ -13,7 +13,7 @@ cell says what that release holds under the number and how it differs from the r
 - ``reserved``: reserved, as in the release before;
 - ``absent``: nothing there yet (or the message does not exist in this release).
 
-The ledger is built from :func:`registry.fieldmap.field_map`, the JSON that ``protoreg fields``
+The ledger is built from :func:`protoreg.registry.fieldmap.field_map`, the JSON that ``protoreg fields``
 prints, so each column holds exactly what ``fields --version V --format json`` shows. Library
 code: returns data, never prints, needs no database.
 """

@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, UsageError
 
 ENTRY_POINT_GROUP = "protoreg.models"
 METADATA_ATTRIBUTES = (
@@ -192,9 +192,22 @@ def load_model(ref: str) -> Any:
     return target
 
 
-def load_models(refs: tuple[str, ...] | list[str], all_models: bool = False) -> list[Any]:
-    """Resolve several MODEL_REFs; ``all_models`` adds every entry-point model."""
+def model_refs(refs: tuple[str, ...] | list[str], all_models: bool = False) -> list[str]:
+    """The MODEL_REFs a command names: ``refs``, then (with ``all_models``) every entry-point model.
+
+    Refuses naming none, and ``--all`` finding none: a command that silently did nothing would
+    look like success in CI.
+    """
+    if not refs and not all_models:
+        raise UsageError("name at least one MODEL_REF (module:Class or an entry-point name), or pass --all")
     names = list(refs)
     if all_models:
         names += [n for n in sorted(entry_point_models()) if n not in names]
-    return [load_model(name) for name in names]
+    if not names:
+        raise UsageError("--all found no installed models in the protoreg.models entry points; install one")
+    return names
+
+
+def load_models(refs: tuple[str, ...] | list[str], all_models: bool = False) -> list[Any]:
+    """Resolve the MODEL_REFs of :func:`model_refs` to model classes."""
+    return [load_model(name) for name in model_refs(refs, all_models)]

@@ -20,18 +20,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import ir
+from . import ir, naming, typemap
 from .errors import NumberingError
-from .schema import (
+from .naming import (
+    PREDICT_METHOD,
+    PREDICT_STREAM_METHOD,
     REQUEST_MESSAGE,
     RESPONSE_MESSAGE,
+    STREAM_REQUEST_FIELD,
     STREAM_REQUEST_MESSAGE,
+    STREAM_RESPONSE_FIELD,
     STREAM_RESPONSE_MESSAGE,
-    FieldSpec,
-    ModelSchema,
-    pascal_case,
-    upper_snake,
 )
+from .schema import FieldSpec, ModelSchema
 
 
 @dataclass
@@ -114,38 +115,6 @@ def _fresh_number(scope: Scope, taken: set[int]) -> int:
     return number
 
 
-def _type_key(spec: FieldSpec) -> str:
-    cardinality = "single" if spec.label == "optional" else spec.label
-    key = f"{cardinality}:{spec.type.kind}:{spec.type.name}"
-    if spec.label == "map":
-        key += f":{spec.key_type}"
-    return key
-
-
-def type_compatible(before: str, after: str) -> bool:
-    """Whether a number may keep serving a field whose type key changed from before to after."""
-    if before == after:
-        return True
-    b, a = before.split(":"), after.split(":")
-    if b[0] != a[0] or b[1] != a[1]:
-        return False  # cardinality or kind changed
-    if b[1] != "scalar":
-        return False  # enums and messages stand alone
-    if len(b) == 4 and not ir.scalar_wire_compatible(b[3], a[3]):
-        return False  # map keys
-    return ir.scalar_wire_compatible(b[2], a[2])
-
-
-def _field_type_text(type_key: str) -> str:
-    parts = type_key.split(":")
-    base = parts[2]
-    if parts[0] == "repeated":
-        return f"repeated {base}"
-    if parts[0] == "map":
-        return f"map<{parts[3]}, {base}>"
-    return base
-
-
 def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
     """Number ``schema`` against ``history``. Returns a new history; the input is not changed."""
     history = _copy(history)
@@ -157,14 +126,14 @@ def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
         used: dict[int, FieldSpec] = {}
         names_in_schema = {f.name for f in message.fields}
         for spec in message.fields:
-            key = _type_key(spec)
+            key = spec.type_key
             slot: Slot | None = None
             action, detail = "added", ""
             # 1. the same field, still here under the same name
             current = by_name_active.get(spec.name)
             if current is not None:
-                change = f'from "{_field_type_text(current.type_key)}" to "{_field_type_text(key)}"'
-                if type_compatible(current.type_key, key):
+                change = f'from "{typemap.type_key_text(current.type_key)}" to "{typemap.type_key_text(key)}"'
+                if typemap.type_key_compatible(current.type_key, key):
                     slot = current
                     action, detail = ("retyped", change) if current.type_key != key else ("", "")
                 else:
@@ -177,7 +146,7 @@ def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
                         candidate is not None
                         and old not in names_in_schema
                         and candidate.number not in used
-                        and type_compatible(candidate.type_key, key)
+                        and typemap.type_key_compatible(candidate.type_key, key)
                     ):
                         slot, action, detail = candidate, "renamed", old
                         break
@@ -188,7 +157,7 @@ def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
                         not candidate.active
                         and candidate.name == spec.name
                         and candidate.number not in used
-                        and type_compatible(candidate.type_key, key)
+                        and typemap.type_key_compatible(candidate.type_key, key)
                     ):
                         slot = candidate
                         action = "restored" if action == "added" else action
@@ -222,7 +191,7 @@ def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
     enums: list[ir.Enum] = []
     for enum in schema.enums:
         scope = history.scope("enum", enum.name)
-        zero = f"{upper_snake(enum.name)}_UNSPECIFIED"
+        zero = naming.enum_zero_name(enum.name)
         by_name = {s.name: s for s in scope.slots.values()}
         used_values: dict[int, tuple[str, str]] = {}
         for value in enum.values:
@@ -294,10 +263,6 @@ def _ir_enum(
     )
 
 
-def service_name(model: str) -> str:
-    return f"{pascal_case(model)}Service"
-
-
 def build_package(
     schema: ModelSchema, messages: tuple[ir.Message, ...], enums: tuple[ir.Enum, ...]
 ) -> ir.Package:
@@ -306,13 +271,13 @@ def build_package(
     stream = (
         ir.Message(
             STREAM_REQUEST_MESSAGE,
-            (ir.Field("request", 1, REQUEST_MESSAGE, "message", "optional", None, True,
+            (ir.Field(STREAM_REQUEST_FIELD, 1, REQUEST_MESSAGE, "message", "optional", None, True,
                       "One request of the stream."),),
             "One item of a PredictStream call; wraps a PredictRequest.",
         ),
         ir.Message(
             STREAM_RESPONSE_MESSAGE,
-            (ir.Field("response", 1, RESPONSE_MESSAGE, "message", "optional", None, True,
+            (ir.Field(STREAM_RESPONSE_FIELD, 1, RESPONSE_MESSAGE, "message", "optional", None, True,
                       "The answer to the request at the same position of the stream."),),
             "One answer of a PredictStream call; wraps a PredictResponse.",
         ),
@@ -321,17 +286,17 @@ def build_package(
     ordered += list(stream)
     ordered += [m for m in messages if m.name not in (REQUEST_MESSAGE, RESPONSE_MESSAGE)]
     service = ir.Service(
-        service_name(schema.model),
+        naming.service_name(schema.model),
         (
-            ir.Method("Predict", REQUEST_MESSAGE, RESPONSE_MESSAGE,
+            ir.Method(PREDICT_METHOD, REQUEST_MESSAGE, RESPONSE_MESSAGE,
                       description=f"Runs {schema.display_name or schema.model} on one input."),
-            ir.Method("PredictStream", STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE, True, True,
+            ir.Method(PREDICT_STREAM_METHOD, STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE, True, True,
                       "Runs the model on a stream of inputs; one answer per input, in order."),
         ),
         schema.description,
     )
     return ir.Package(
-        package=f"{schema.model}.v{major}",
+        package=naming.package_name(schema.model, major),
         model=schema.model,
         display_name=schema.display_name,
         description=schema.description,

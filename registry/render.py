@@ -16,8 +16,8 @@ import jinja2
 
 from . import ir
 from .faults import crash_point
+from .naming import REGISTRY_PROTO_PATH
 
-REGISTRY_PROTO_PATH = "protoreg/registry/v1/registry.proto"
 BUF_YAML = """\
 # proto_versions/ is a buf module: `buf lint` (STANDARD) and `buf breaking` run from here.
 version: v2
@@ -41,7 +41,7 @@ def _quoted(names: Iterable[str]) -> list[str]:
 
 
 _environment = jinja2.Environment(
-    loader=jinja2.PackageLoader("registry", "templates"),
+    loader=jinja2.PackageLoader("protoreg.registry", "templates"),
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,

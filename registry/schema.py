@@ -4,12 +4,12 @@ The schema tree is what the author declared, with no field numbers and no databa
 input of numbering (``numbering.allocate_numbers``). Everything protoreg cannot express in proto3
 is refused here, with an error that names the model, the field path and the problem.
 
-Mapping (see DESIGN.md): ``str``/``bytes``/``bool`` -> ``string``/``bytes``/``bool``; ``int`` ->
-``int64`` (override with ``json_schema_extra={"protoreg": {"type": "sint32"}}``); ``float`` ->
-``double``; ``Enum`` and ``Literal`` of strings -> enum; nested ``BaseModel`` -> message;
-``list[X]`` -> ``repeated X`` (``list[list[X]]`` through a wrapper message ``XList``);
-``dict[str, X]`` -> ``map<string, X>``; ``Optional[X]`` -> presence; ``datetime`` /
-``timedelta`` -> ``google.protobuf.Timestamp`` / ``Duration``.
+Types come from :mod:`protoreg.registry.typemap`, one row per Python type (``int`` -> ``int64``,
+``datetime`` -> ``google.protobuf.Timestamp``, ...; a field may pick another proto type with
+``json_schema_extra={"protoreg": {"type": "sint32"}}``). This module handles the structure around
+them: ``Enum`` and ``Literal`` of strings -> enum; nested ``BaseModel`` -> message; ``list[X]`` ->
+``repeated X`` (``list[list[X]]`` through a wrapper message ``XList``); ``dict[K, X]`` -> ``map``;
+``Optional[X]`` -> presence. Every name it gives comes from :mod:`protoreg.registry.naming`.
 """
 
 from __future__ import annotations
@@ -18,51 +18,19 @@ import enum
 import hashlib
 import inspect
 import json
-import re
 import types
 import typing
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from . import naming, typemap
 from .errors import SchemaError
 
 if TYPE_CHECKING:
     from .loader import ModelLike
-
-REQUEST_MESSAGE = "PredictRequest"
-RESPONSE_MESSAGE = "PredictResponse"
-STREAM_REQUEST_MESSAGE = "PredictStreamRequest"
-STREAM_RESPONSE_MESSAGE = "PredictStreamResponse"
-RESERVED_MESSAGE_NAMES = frozenset(
-    {REQUEST_MESSAGE, RESPONSE_MESSAGE, STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE}
-)
-
-INT_TYPES = (
-    "int32",
-    "int64",
-    "uint32",
-    "uint64",
-    "sint32",
-    "sint64",
-    "fixed32",
-    "fixed64",
-    "sfixed32",
-    "sfixed64",
-)
-FLOAT_TYPES = ("double", "float")
-MAP_KEY_TYPES = frozenset(INT_TYPES) | {"string", "bool"}
-TIMESTAMP = "google.protobuf.Timestamp"
-DURATION = "google.protobuf.Duration"
-
-FIELD_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
-MESSAGE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
-MODEL_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
 
 @dataclass(frozen=True)
 class TypeSpec:
@@ -83,6 +51,16 @@ class FieldSpec:
     description: str = ""
     key_type: str | None = None
     renamed_from: tuple[str, ...] = ()
+
+    @property
+    def type_key(self) -> str:
+        """The field's wire shape, as the numbering ledger stores it (see ``typemap.type_key``)."""
+        return typemap.type_key(self.label, self.type.kind, self.type.name, self.key_type)
+
+    @property
+    def type_text(self) -> str:
+        """The type as a reader writes it: ``double``, ``repeated Species``, ``map<string, X>``."""
+        return typemap.field_type_text(self.label, self.type.name, self.key_type)
 
 
 @dataclass(frozen=True)
@@ -134,18 +112,6 @@ class ModelSchema:
         data.pop("version")
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def upper_snake(text: str) -> str:
-    """``"Iris-Setosa"`` -> ``"IRIS_SETOSA"``; ``"IrisModel"`` -> ``"IRIS_MODEL"``."""
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
-    text = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
-    return text.upper()
-
-
-def pascal_case(text: str) -> str:
-    """``"iris_model"`` -> ``"IrisModel"``."""
-    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", text) if part)
 
 
 def _describe(tp: Any) -> str:
@@ -219,11 +185,11 @@ class _Extractor:
         if cls in self.class_names:
             return self.class_names[cls]
         name = cls.__name__
-        if not MESSAGE_NAME.fullmatch(name):
+        if not naming.MESSAGE_NAME.fullmatch(name):
             raise self.fail(
                 path, f'class name "{name}" is not a PascalCase proto message name; rename the class'
             )
-        if name in RESERVED_MESSAGE_NAMES:
+        if name in naming.RESERVED_MESSAGE_NAMES:
             raise self.fail(
                 path, f'class name "{name}" is reserved for the generated RPC messages; rename it'
             )
@@ -236,22 +202,22 @@ class _Extractor:
                  origin: str, path: str) -> str:
         if key in self.enum_classes:
             return self.enum_classes[key]
-        if not MESSAGE_NAME.fullmatch(name):
+        if not naming.MESSAGE_NAME.fullmatch(name):
             raise self.fail(path, f'enum name "{name}" is not a PascalCase proto enum name; rename it')
         self.claim(name, origin, path, key)
-        prefix = upper_snake(name)
+        zero = naming.enum_zero_name(name)
         specs: list[EnumValueSpec] = []
         seen: dict[str, str] = {}
         for value_label, value in values:
-            proto_name = f"{prefix}_{upper_snake(value_label)}"
-            if not upper_snake(value_label) or not IDENTIFIER.fullmatch(proto_name):
+            proto_name = naming.enum_value_name(name, value_label)
+            if not naming.upper_snake(value_label) or not naming.IDENTIFIER.fullmatch(proto_name):
                 raise self.fail(
                     path, f'enum value "{value_label}" of "{name}" cannot become a proto identifier'
                 )
-            if proto_name == f"{prefix}_UNSPECIFIED":
+            if proto_name == zero:
                 raise self.fail(
                     path,
-                    f'enum value "{value_label}" of "{name}" would clash with "{prefix}_UNSPECIFIED", '
+                    f'enum value "{value_label}" of "{name}" would clash with "{zero}", '
                     "which protoreg reserves for the zero value",
                 )
             if proto_name in seen:
@@ -274,26 +240,13 @@ class _Extractor:
         origin = typing.get_origin(tp)
         if origin in (list, dict) or split_optional(tp)[1]:
             raise AssertionError("containers are handled by the caller")
-        if tp is bool:
-            return self.scalar("bool", override, ("bool",), path)
-        if tp is int:
-            return self.scalar("int64", override, INT_TYPES, path)
-        if tp is float:
-            return self.scalar("double", override, FLOAT_TYPES, path)
-        if tp is str:
-            return self.scalar("string", override, ("string",), path)
-        if tp is bytes:
-            return self.scalar("bytes", override, ("bytes",), path)
-        if tp is datetime:
-            return TypeSpec("message", TIMESTAMP)
-        if tp is timedelta:
-            return TypeSpec("message", DURATION)
+        row = typemap.python_type(tp)
+        if row is not None:
+            if row.kind == "message":
+                return TypeSpec("message", row.proto)
+            return self.scalar(row.proto, override, row.overrides, path)
         if isinstance(tp, type) and issubclass(tp, enum.Enum):
-            members = list(tp)
-            if all(isinstance(m.value, str) for m in members):
-                values = [(m.value, m.value) for m in members]
-            else:
-                values = [(m.name, m.name) for m in members]
+            values = [(label, label) for label, _ in typemap.enum_members(tp)]
             name = self.enum_for(
                 tp, tp.__name__, values, _docstring(tp), f"enum {tp.__module__}.{tp.__qualname__}", path
             )
@@ -303,7 +256,7 @@ class _Extractor:
             if not args or not all(isinstance(a, str) for a in args):
                 raise self.fail(path, f"Literal{list(args)!r} is not supported; only Literals of strings become enums")
             field_name = path.rsplit(".", 1)[-1]
-            name = f"{owner}{pascal_case(field_name)}"
+            name = naming.literal_enum_name(owner, field_name)
             values = [(a, a) for a in dict.fromkeys(args)]
             return TypeSpec("enum", self.enum_for(("literal", owner, field_name), name, values, "",
                                                   f"Literal of {path}", path))
@@ -311,8 +264,7 @@ class _Extractor:
             return TypeSpec("message", self.message_for(tp, path))
         raise self.fail(
             path,
-            f'type "{_describe(tp)}" is not supported; use str, bytes, bool, int, float, an Enum, '
-            "a Literal of strings, a pydantic model, list, dict[str, X], Optional, datetime or timedelta",
+            f'type "{_describe(tp)}" is not supported; use {typemap.supported_types_text()}',
         )
 
     def scalar(self, default: str, override: str | None, allowed: tuple[str, ...], path: str) -> TypeSpec:
@@ -333,15 +285,14 @@ class _Extractor:
         if origin is list:
             (item,) = typing.get_args(inner) or (None,)
             element = self.container_element(item, path, override, owner)
-            name = f"{_type_title(element)}List"
-            spec = FieldSpec("values", element, "repeated", False, "")
+            name = naming.list_wrapper_name(naming.type_title(element.kind, element.name))
+            spec = FieldSpec(naming.LIST_WRAPPER_FIELD, element, "repeated", False, "")
             description = f"Generated wrapper: one list of {element.name}."
         else:
             key, value = _dict_args(inner, self, path)
             element = self.container_element(value, path, override, owner)
-            key_title = "" if key == "string" else pascal_case(key)
-            name = f"{key_title}{_type_title(element)}Map"
-            spec = FieldSpec("entries", element, "map", False, "", key_type=key)
+            name = naming.map_wrapper_name(key, naming.type_title(element.kind, element.name))
+            spec = FieldSpec(naming.MAP_WRAPPER_FIELD, element, "map", False, "", key_type=key)
             description = f"Generated wrapper: one map from {key} to {element.name}."
         if name not in self.messages:
             self.claim(name, f"generated wrapper {name}", path)
@@ -363,7 +314,7 @@ class _Extractor:
         return self.element(tp, path, override, owner)
 
     def field(self, owner: str, name: str, info: FieldInfo, path: str) -> FieldSpec:
-        if not FIELD_NAME.fullmatch(name):
+        if not naming.FIELD_NAME.fullmatch(name):
             raise self.fail(
                 path,
                 f'field name "{name}" is not a lower_snake_case proto field name; rename it '
@@ -445,36 +396,32 @@ def _dict_args(tp: Any, extractor: _Extractor, path: str) -> tuple[str, Any]:
     if len(args) != 2:
         raise extractor.fail(path, "a bare dict needs key and value types, e.g. dict[str, float]")
     key = strip_annotated(args[0])
-    key_type = {str: "string", int: "int64", bool: "bool"}.get(key)
+    key_type = typemap.map_key_type(key)
     if key_type is None:
-        raise extractor.fail(path, f'map key type "{_describe(key)}" is not supported; use str, int or bool')
+        raise extractor.fail(
+            path, f'map key type "{_describe(key)}" is not supported; use {typemap.map_key_types_text()}'
+        )
     return key_type, args[1]
-
-
-def _type_title(spec: TypeSpec) -> str:
-    if spec.kind == "scalar":
-        return pascal_case(spec.name)
-    return spec.name.rsplit(".", 1)[-1]
 
 
 def extract_schema(model: ModelLike | type[ModelLike]) -> ModelSchema:
     """Read a model class (or instance) and return its schema tree.
 
     ``model`` is anything with ``qualified_name``, ``display_name``, ``description``,
-    ``version``, ``input_schema`` and ``output_schema`` (see ``registry.loader.ModelLike``).
+    ``version``, ``input_schema`` and ``output_schema`` (see ``protoreg.registry.loader.ModelLike``).
     """
     from .loader import model_metadata  # here to keep schema free of entry-point machinery
 
     meta = model_metadata(model)
     name = meta.qualified_name
-    if not MODEL_NAME.fullmatch(name):
+    if not naming.MODEL_NAME.fullmatch(name):
         raise SchemaError(
             name, "", f'qualified_name "{name}" must be lower_snake_case (it becomes the proto package)'
         )
     extractor = _Extractor(name)
     for root, message_name, label in (
-        (meta.input_schema, REQUEST_MESSAGE, "input_schema"),
-        (meta.output_schema, RESPONSE_MESSAGE, "output_schema"),
+        (meta.input_schema, naming.REQUEST_MESSAGE, "input_schema"),
+        (meta.output_schema, naming.RESPONSE_MESSAGE, "output_schema"),
     ):
         if not (isinstance(root, type) and issubclass(root, BaseModel)):
             raise SchemaError(name, label, f"must be a pydantic BaseModel class, not {_describe(root)}")
@@ -485,8 +432,8 @@ def extract_schema(model: ModelLike | type[ModelLike]) -> ModelSchema:
         extractor.drain()
     extractor.check_cycles()
     # Stable order: request, response, then messages and enums in the order they were met.
-    ordered = [extractor.messages[REQUEST_MESSAGE], extractor.messages[RESPONSE_MESSAGE]]
-    ordered += [m for n, m in extractor.messages.items() if n not in (REQUEST_MESSAGE, RESPONSE_MESSAGE)]
+    ordered = [extractor.messages[naming.REQUEST_MESSAGE], extractor.messages[naming.RESPONSE_MESSAGE]]
+    ordered += [m for n, m in extractor.messages.items() if n not in (naming.REQUEST_MESSAGE, naming.RESPONSE_MESSAGE)]
     return ModelSchema(
         model=name,
         display_name=meta.display_name,

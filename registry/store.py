@@ -1,34 +1,31 @@
-"""The registry store: SQLAlchemy tables and the only module that talks SQL.
+"""The registry store: SQLAlchemy tables, and the only module that talks SQL.
 
 Tables: ``models``; ``releases`` (one immutable row per model version, holding the schema, the
 numbered IR snapshot and the rendered text); ``messages`` and ``enums`` (numbering scopes);
 ``fields`` and ``enum_values`` (the allocation ledger: one row per number ever handed out, unique
 per scope, so the database itself refuses a duplicate); ``reservations`` (what each release
 reserves); ``lineages`` (per model, a summary of every snapshot for the checker's history rules,
-see :mod:`registry.lineage`; derived data, rebuilt from the snapshots whenever it is missing or
-behind). Alembic owns the schema (``migrations/``); :func:`open_registry` upgrades a database
-when it opens it and refuses one written by a newer protoreg.
+see :mod:`protoreg.registry.lineage`; derived data, rebuilt from the snapshots whenever it is missing or
+behind). Alembic owns the schema (``migrations/``, see :mod:`protoreg.registry.upgrade`); opening a
+database is :func:`protoreg.registry.database.open_registry`.
 
-Registration is one transaction that holds the model's write lock from its first read to its
-commit: ``BEGIN IMMEDIATE`` on SQLite, ``SELECT ... FOR UPDATE`` on the model row elsewhere.
-Transient lock and serialisation errors are retried. Its cost does not grow with the number
-of releases: it reads the release with the same version, the newest release and the lineage with
-targeted queries and parses no other snapshot.
+A :class:`Registry` answers reads, each in its own transaction. A :class:`Transaction` is one
+read-write transaction for registration (:mod:`protoreg.registry.registration` composes it with numbering,
+the gate and rendering): :meth:`Transaction.lock_model` takes the model's write lock (SQLite
+already holds the database's from ``BEGIN IMMEDIATE``; elsewhere ``SELECT ... FOR UPDATE`` on the
+model row) and keeps it until commit. Reads inside it are targeted, so a registration's cost does
+not grow with the number of releases: the release with the same version, the newest release and
+the lineage, and no other snapshot.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import random
-import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -41,33 +38,18 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     select,
-    text,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from . import __version__, ir
-from .errors import (
-    DatabaseError,
-    DatabaseVersionError,
-    NotFoundError,
-    ReleaseConflictError,
-    VersionError,
-)
+from .errors import NotFoundError
 from .faults import crash_point
 from .lineage import FORMAT as LINEAGE_FORMAT
 from .lineage import Lineage, lineage_of
-from .numbering import Change, History, Numbered, Scope, Slot, allocate_numbers
-from .schema import ModelSchema
+from .numbering import History, Scope, Slot
 from .versioning import Version, parse_version
-
-DEFAULT_URL = "sqlite:///protoreg.db"
-ENV_URL = "PROTOREG_DB"
-PG_LOCK_KEY = 0x70726F74  # "prot": serialises schema upgrades across processes
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -180,7 +162,7 @@ class ReservationRow(Base):
 
 
 class LineageRow(Base):
-    """The model's :class:`~registry.lineage.Lineage` with every release up to ``release_seq`` folded in."""
+    """The model's :class:`~protoreg.registry.lineage.Lineage` with every release up to ``release_seq`` folded in."""
 
     __tablename__ = "lineages"
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
@@ -214,23 +196,11 @@ class ReleaseInfo:
 
 
 @dataclass(frozen=True)
-class RegisterResult:
-    """``status`` is ``created``, ``unchanged`` (same version, same schema) or ``planned`` (dry run)."""
-
-    status: str
-    model: str
-    version: str
-    package: ir.Package
-    changes: tuple[Change, ...]
-    previous: ReleaseInfo | None
-
-
-@dataclass(frozen=True)
 class ReleaseLine:
     """What the checker needs of a model's releases, read without parsing every snapshot.
 
     ``versions`` lists every release, oldest first; ``newest`` is the highest version (the first
-    registered among equals, as :func:`~registry.compat.engine.check_release` picks it);
+    registered among equals, as :func:`~protoreg.registry.compat.engine.check_release` picks it);
     ``lineage`` summarises every release in registration order. ``load_all`` parses every
     release (only for checks against an older baseline); inside a registration it must be called
     before the gate returns.
@@ -246,204 +216,6 @@ class ReleaseLine:
     def newest_is_last(self) -> bool:
         """Whether the newest release is also the last registered (the registry's invariant)."""
         return self.newest is None or self.versions[-1] == self.newest.version
-
-
-Gate = Callable[[ReleaseLine, Numbered, ModelSchema], None]
-"""Called inside the registration transaction before anything is written; raises to refuse."""
-
-
-# -- engine and schema management ----------------------------------------------------------
-
-
-def resolve_url(url: str | None) -> str:
-    return url or os.environ.get(ENV_URL) or DEFAULT_URL
-
-
-def _describe_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
-def create_registry_engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError as error:
-        raise DatabaseError(
-            f'"{url}" is not a database URL; use e.g. sqlite:///protoreg.db or '
-            "postgresql+psycopg://user@host/dbname"
-        ) from error
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:":
-            parent = Path(database).expanduser().resolve().parent
-            if not parent.is_dir():
-                raise DatabaseError(
-                    f'The directory "{parent}" for the registry database does not exist; create it '
-                    "or choose another --db"
-                )
-        engine = create_engine(url, connect_args={"timeout": 60})
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=60000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(connection: Connection) -> None:
-            # Take the write lock up front so two writers never both read the same history.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-    try:
-        return create_engine(url, pool_pre_ping=True)
-    except ModuleNotFoundError as error:
-        hint = (
-            "install it with pip install 'protoreg[postgres]'"
-            if parsed.get_backend_name() == "postgresql"
-            else "install the driver the URL names"
-        )
-        raise DatabaseError(
-            f'The database driver for {_describe_url(url)} is not installed (no module "{error.name}"); {hint}'
-        ) from error
-    except Exception as error:  # an unknown dialect and the like
-        raise DatabaseError(f"Cannot use the database URL {_describe_url(url)}: {error}") from error
-
-
-def _alembic_config(connection: Connection | None = None) -> Any:
-    from alembic.config import Config
-
-    import migrations
-
-    config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
-
-
-def schema_head() -> str:
-    from alembic.script import ScriptDirectory
-
-    heads = ScriptDirectory.from_config(_alembic_config()).get_heads()
-    return heads[0]
-
-
-def current_revision(connection: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(connection).get_current_revision()
-
-
-def _known_revisions() -> set[str]:
-    from alembic.script import ScriptDirectory
-
-    return {rev.revision for rev in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
-
-
-_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*=\s*['\"]?([\w-]+|None)['\"]?\s*$", re.MULTILINE)
-
-
-def _head_from_files() -> str | None:
-    """The head revision read from ``migrations/versions/*.py`` without importing Alembic.
-
-    Alembic costs a fifth of a second to import and load; a database already at head (nearly
-    every open) needs neither. None when the files do not say it plainly (Alembic decides then).
-    """
-    import migrations
-
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (Path(migrations.__file__).parent / "versions").glob("*.py"):
-        found = dict((key, value) for key, value in _REVISION_LINE.findall(path.read_text()))
-        if "revision" in found:
-            revisions.add(found["revision"])
-            parents.add(found.get("down_revision", "None"))
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
-
-
-def _stored_revision(engine: Engine) -> str | None:
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-    except DBAPIError:
-        return None
-    return str(rows[0][0]) if len(rows) == 1 else None
-
-
-def ensure_schema(engine: Engine, url: str) -> None:
-    """Upgrade the database to the head revision, or refuse one newer than this protoreg."""
-    quick_head = _head_from_files()
-    if quick_head is not None and _stored_revision(engine) == quick_head:
-        return
-    from alembic import command
-
-    head = schema_head()
-    with engine.connect() as connection:
-        current = current_revision(connection)
-    if current == head:
-        return
-    if current is not None and current not in _known_revisions():
-        raise DatabaseVersionError(
-            f"The registry at {_describe_url(url)} is at schema revision {current}, which this "
-            f"protoreg ({__version__}, up to revision {head}) does not know: it was written by a "
-            "newer protoreg. Upgrade protoreg; the database was not changed"
-        )
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
-        if current_revision(connection) != head:
-            command.upgrade(_alembic_config(connection), "head")
-
-
-def open_registry(url: str | None = None) -> Registry:
-    """Open (creating or upgrading as needed) the registry at ``url``."""
-    resolved = resolve_url(url)
-    engine = create_registry_engine(resolved)
-    try:
-        _retry(lambda: ensure_schema(engine, resolved))
-    except (OperationalError, DBAPIError) as error:
-        engine.dispose()
-        raise DatabaseError(
-            f"Cannot open the registry at {_describe_url(resolved)}: {_first_line(error)}"
-        ) from error
-    return Registry(engine, resolved)
-
-
-def _first_line(error: BaseException) -> str:
-    original = getattr(error, "orig", None) or error
-    return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
-
-
-_TRANSIENT = (
-    "database is locked",
-    "database table is locked",
-    "could not serialize",
-    "deadlock detected",
-    "duplicate key value",
-    "unique constraint failed",
-)
-
-
-def _retry(action: Callable[[], Any], attempts: int = 30) -> Any:
-    """Run ``action``, retrying transient lock, serialisation and race errors with back-off."""
-    for attempt in range(attempts):
-        try:
-            return action()
-        except (OperationalError, IntegrityError, DBAPIError) as error:
-            message = str(getattr(error, "orig", error)).lower()
-            if attempt == attempts - 1 or not any(t in message for t in _TRANSIENT):
-                raise
-            time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
-    raise AssertionError("unreachable")
 
 
 # -- the registry --------------------------------------------------------------------------
@@ -568,124 +340,105 @@ class Registry:
 
     # writing -----------------------------------------------------------------------------
 
-    def register(self, schema: ModelSchema, *, dry_run: bool = False, gate: Gate | None = None) -> RegisterResult:
-        """Record ``schema`` as a release: allocate numbers, render, store, all or nothing."""
-        version = parse_version(schema.version)
-        result = _retry(lambda: self._register_once(schema, version, dry_run, gate))
-        crash_point("committed")
-        return result
-
-    def _register_once(
-        self, schema: ModelSchema, version: Version, dry_run: bool, gate: Gate | None
-    ) -> RegisterResult:
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One read-write transaction: committed when the block ends, rolled back if it raises."""
         with Session(self.engine) as session, session.begin():
-            model = self._lock_model(session, schema, create=not dry_run)
-            crash_point("locked")
-            found = None
-            if model is not None:
-                found = session.scalar(
-                    select(ReleaseRow).where(ReleaseRow.model_id == model.id, ReleaseRow.version == schema.version)
-                )
-            if found is not None:
-                existing = _release_info(schema.model, found)
-                if existing.fingerprint == schema.fingerprint:
-                    return RegisterResult("unchanged", schema.model, schema.version, existing.package,
-                                          (), existing)
-                raise ReleaseConflictError(
-                    f'{schema.model} {schema.version} is already registered with a different schema; '
-                    "a release is immutable, so bump the version (see: protoreg check "
-                    f"{schema.model})"
-                )
-            line = _release_line(session, schema.model, model.id) if model is not None else None
-            newest = line.newest if line is not None else None
-            if newest is not None and version < newest.parsed_version:
-                raise VersionError(
-                    f'{schema.model} {schema.version} is lower than the newest release '
-                    f"{newest.version}; versions only go forward, so choose a version above "
-                    f"{newest.version}"
-                )
-            history = _load_history(session, model.id) if model is not None else History()
-            numbered = allocate_numbers(history, schema)
-            crash_point("numbered")
-            if gate is not None:
-                gate(line or ReleaseLine(schema.model, (), None, Lineage(), list), numbered, schema)
-            if dry_run or model is None:
-                return RegisterResult("planned", schema.model, schema.version, numbered.package,
-                                      numbered.changes, newest)
-            seq = len(line.versions) + 1 if line is not None else 1
-            self._write_release(session, model, schema, version, numbered, seq)
-            lineage = line.lineage if line is not None else Lineage()
-            lineage.fold_package(schema.version, numbered.package)
-            _save_lineage(session, model.id, seq, lineage)
-            session.flush()
-            crash_point("before_commit")
-            return RegisterResult("created", schema.model, schema.version, numbered.package,
-                                  numbered.changes, newest)
+            yield Transaction(session)
 
-    def _lock_model(self, session: Session, schema: ModelSchema, create: bool) -> ModelRow | None:
-        if self.engine.dialect.name == "postgresql":
+
+@dataclass(frozen=True)
+class NewRelease:
+    """Everything a registration writes for one release, already numbered and rendered."""
+
+    display_name: str
+    description: str
+    version: str
+    parsed_version: Version
+    fingerprint: str
+    schema: dict[str, Any]
+    package: ir.Package
+    proto_text: str
+    changes: tuple[str, ...]
+    history: History  # the whole ledger after numbering this release
+    lineage: Lineage  # every release folded in, this one last
+
+
+class Transaction:
+    """A read-write transaction of :meth:`Registry.transaction`. Methods take the model's row id
+    from :meth:`lock_model`; nothing is visible to others until the transaction commits."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def lock_model(self, model: str, display_name: str, description: str, *, create: bool) -> int | None:
+        """The model's row id, holding its write lock until commit; None when it is not registered
+        (created first when ``create``)."""
+        session = self.session
+        if session.get_bind().dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
 
             if create:
                 session.execute(
                     insert(ModelRow)
-                    .values(name=schema.model, display_name=schema.display_name,
-                            description=schema.description, created_at=_now())
+                    .values(name=model, display_name=display_name, description=description, created_at=_now())
                     .on_conflict_do_nothing(index_elements=["name"])
                 )
-            return session.scalar(select(ModelRow).where(ModelRow.name == schema.model).with_for_update())
-        row = session.scalar(select(ModelRow).where(ModelRow.name == schema.model))
+            return session.scalar(select(ModelRow.id).where(ModelRow.name == model).with_for_update())
+        row = session.scalar(select(ModelRow).where(ModelRow.name == model))
         if row is None and create:
-            row = ModelRow(name=schema.model, display_name=schema.display_name,
-                           description=schema.description, created_at=_now())
+            row = ModelRow(name=model, display_name=display_name, description=description, created_at=_now())
             session.add(row)
             session.flush()
-        return row
+        return None if row is None else row.id
 
-    def _write_release(
-        self, session: Session, model: ModelRow, schema: ModelSchema, version: Version,
-        numbered: Numbered, seq: int,
-    ) -> None:
-        from .render import render_package  # Jinja2: only writers pay for importing it
+    def release(self, model_id: int, model: str, version: str) -> ReleaseInfo | None:
+        """The release registered under exactly ``version``, if any."""
+        found = self.session.scalar(
+            select(ReleaseRow).where(ReleaseRow.model_id == model_id, ReleaseRow.version == version)
+        )
+        return None if found is None else _release_info(model, found)
 
-        package = numbered.package
-        model.display_name = schema.display_name
-        model.description = schema.description
-        release = ReleaseRow(
-            model_id=model.id,
+    def release_line(self, model_id: int, model: str) -> ReleaseLine:
+        return _release_line(self.session, model, model_id)
+
+    def history(self, model_id: int) -> History:
+        return _load_history(self.session, model_id)
+
+    def add_release(self, model_id: int, release: NewRelease) -> None:
+        """Write the release row, the updated ledger, the reservations and the lineage."""
+        session = self.session
+        model = session.get(ModelRow, model_id)
+        assert model is not None, "lock_model() returned this id in this transaction"
+        model.display_name = release.display_name
+        model.description = release.description
+        seq = (session.scalar(select(ReleaseRow.seq).where(ReleaseRow.model_id == model_id)
+                              .order_by(ReleaseRow.seq.desc()).limit(1)) or 0) + 1
+        version = release.parsed_version
+        row = ReleaseRow(
+            model_id=model_id,
             seq=seq,
-            version=schema.version,
+            version=release.version,
             major=version.major,
             minor=version.minor,
             patch=version.patch,
             prerelease=version.prerelease or "",
-            fingerprint=schema.fingerprint,
-            schema_json=json.dumps(schema.to_dict(), sort_keys=True),
-            snapshot_json=json.dumps(ir.package_to_dict(package), sort_keys=True),
-            proto_text=render_package(package),
-            changes_json=json.dumps([c.describe() for c in numbered.changes]),
+            fingerprint=release.fingerprint,
+            schema_json=json.dumps(release.schema, sort_keys=True),
+            snapshot_json=json.dumps(ir.package_to_dict(release.package), sort_keys=True),
+            proto_text=release.proto_text,
+            changes_json=json.dumps(list(release.changes)),
             created_at=_now(),
         )
-        session.add(release)
+        session.add(row)
         session.flush()
         crash_point("release_written")
-        _save_history(session, model.id, numbered.history, release.id)
+        _save_history(session, model_id, release.history, row.id)
         session.flush()
         crash_point("ledger_written")
-        for message in package.messages:
-            for r in message.reserved_numbers:
-                session.add(ReservationRow(release_id=release.id, scope_kind="message",
-                                           scope_name=message.name, number_start=r.start, number_end=r.end))
-            for name in message.reserved_names:
-                session.add(ReservationRow(release_id=release.id, scope_kind="message",
-                                           scope_name=message.name, name=name))
-        for enum in package.enums:
-            for r in enum.reserved_numbers:
-                session.add(ReservationRow(release_id=release.id, scope_kind="enum",
-                                           scope_name=enum.name, number_start=r.start, number_end=r.end))
-            for name in enum.reserved_names:
-                session.add(ReservationRow(release_id=release.id, scope_kind="enum",
-                                           scope_name=enum.name, name=name))
+        _save_reservations(session, row.id, release.package)
+        _save_lineage(session, model_id, seq, release.lineage)
+        session.flush()
 
 
 def _release_info(model: str, row: ReleaseRow) -> ReleaseInfo:
@@ -751,6 +504,17 @@ def _save_lineage(session: Session, model_id: int, seq: int, lineage: Lineage) -
         session.add(LineageRow(model_id=model_id, release_seq=seq, format=LINEAGE_FORMAT, lineage_json=data))
     else:
         row.release_seq, row.format, row.lineage_json = seq, LINEAGE_FORMAT, data
+
+
+def _save_reservations(session: Session, release_id: int, package: ir.Package) -> None:
+    scopes: list[tuple[str, ir.Message | ir.Enum]] = [("message", m) for m in package.messages]
+    scopes += [("enum", e) for e in package.enums]
+    for kind, scope in scopes:
+        for r in scope.reserved_numbers:
+            session.add(ReservationRow(release_id=release_id, scope_kind=kind, scope_name=scope.name,
+                                       number_start=r.start, number_end=r.end))
+        for name in scope.reserved_names:
+            session.add(ReservationRow(release_id=release_id, scope_kind=kind, scope_name=scope.name, name=name))
 
 
 def _load_history(session: Session, model_id: int) -> History:

@@ -14,12 +14,11 @@ from typing import Any
 from . import ir
 from .lineage import FORMAT as LINEAGE_FORMAT
 from .lineage import lineage_of
-from .numbering import History, type_compatible
+from .naming import GENERATED_MESSAGES
+from .numbering import History
 from .render import render_package
-from .schema import STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE
 from .store import Registry, ReleaseInfo
-
-GENERATED = (STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE)
+from .typemap import type_key_compatible
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,17 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``protoreg verify --format json`` prints."""
+        return {
+            "ok": self.ok,
+            "models": self.models,
+            "releases": self.releases,
+            "problems": [
+                {"check": p.check, "model": p.model, "version": p.version, "message": p.message} for p in self.problems
+            ],
+        }
 
 
 def verify_registry(registry: Registry) -> VerifyReport:
@@ -85,7 +95,7 @@ def _check_model(
         if render_package(release.package) != release.proto_text:
             add("RENDER_MISMATCH", version, "the stored .proto text differs from a fresh render of the snapshot")
         for message in release.package.messages:
-            if message.name in GENERATED:
+            if message.name in GENERATED_MESSAGES:
                 continue
             numbers = [f.number for f in message.fields]
             if len(numbers) != len(set(numbers)):
@@ -98,7 +108,7 @@ def _check_model(
                 if f.number in reserved or f.name in message.reserved_names:
                     add("RESERVED_IN_USE", version, f'Field "{f.name}" ({f.number}) on "{message.name}" is reserved')
                 key = (message.name, f.number)
-                if key in seen and not type_compatible(seen[key][1], f.type_key):
+                if key in seen and not type_key_compatible(seen[key][1], f.type_key):
                     add("NUMBER_RETYPED", version,
                         f'Number {f.number} on "{message.name}" went from "{seen[key][1]}" to "{f.type_key}"')
                 seen[key] = (f.name, f.type_key)

@@ -7,7 +7,7 @@ chosen is printed in the ``listening on`` line).
 
 from __future__ import annotations
 
-from registry.errors import UsageError
+from protoreg.registry.errors import UsageError
 
 MAX_PORT = 65535
 

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import grpc
 
-from registry.errors import UsageError
+from protoreg.registry.errors import UsageError
 
 log = logging.getLogger("protoreg.service")
 

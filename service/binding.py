@@ -15,40 +15,15 @@ from typing import Any
 
 from google.protobuf import descriptor
 
-from registry.errors import ModelLoadError, ProtoregError
-from registry.loader import model_metadata
-from registry.schema import (
-    REQUEST_MESSAGE,
-    RESPONSE_MESSAGE,
-    STREAM_REQUEST_MESSAGE,
-    STREAM_RESPONSE_MESSAGE,
-    FieldSpec,
-    ModelSchema,
-    extract_schema,
-)
-from registry.versioning import parse_version
+from protoreg.registry.errors import ModelLoadError, ProtoregError
+from protoreg.registry.loader import model_metadata
+from protoreg.registry.naming import GENERATED_MESSAGES, REQUEST_MESSAGE, RESPONSE_MESSAGE, package_name, proto_path
+from protoreg.registry.schema import ModelSchema, extract_schema
+from protoreg.registry.typemap import DESCRIPTOR_SCALARS
+from protoreg.registry.versioning import parse_version
 
 from .compile import ProtoTree, RenderedRelease
 from .convert import BindError, CodecBuilder, ModelCodec
-
-FD = descriptor.FieldDescriptor
-_SCALAR_NAMES = {
-    FD.TYPE_DOUBLE: "double",
-    FD.TYPE_FLOAT: "float",
-    FD.TYPE_INT64: "int64",
-    FD.TYPE_UINT64: "uint64",
-    FD.TYPE_INT32: "int32",
-    FD.TYPE_FIXED64: "fixed64",
-    FD.TYPE_FIXED32: "fixed32",
-    FD.TYPE_BOOL: "bool",
-    FD.TYPE_STRING: "string",
-    FD.TYPE_BYTES: "bytes",
-    FD.TYPE_UINT32: "uint32",
-    FD.TYPE_SFIXED32: "sfixed32",
-    FD.TYPE_SFIXED64: "sfixed64",
-    FD.TYPE_SINT32: "sint32",
-    FD.TYPE_SINT64: "sint64",
-}
 
 
 class ReleaseMismatchError(ProtoregError):
@@ -85,7 +60,7 @@ def describe_field(fd: descriptor.FieldDescriptor, package: str) -> str:
             return _type_name(f.message_type.full_name, package)
         if f.enum_type is not None:
             return _type_name(f.enum_type.full_name, package)
-        return _SCALAR_NAMES.get(f.type, str(f.type))
+        return DESCRIPTOR_SCALARS.get(f.type, str(f.type))
 
     if fd.is_repeated:
         entry = fd.message_type
@@ -96,20 +71,12 @@ def describe_field(fd: descriptor.FieldDescriptor, package: str) -> str:
     return element(fd)
 
 
-def _describe_spec(spec: FieldSpec) -> str:
-    if spec.label == "map":
-        return f"map<{spec.key_type}, {spec.type.name}>"
-    if spec.label == "repeated":
-        return f"repeated {spec.type.name}"
-    return spec.type.name
-
-
 def schema_differences(schema: ModelSchema, release: RenderedRelease) -> list[str]:
     """How the model's schema differs from the rendered file (empty when they match)."""
     pool = release.file.pool
     package = release.package
     found: list[str] = []
-    declared = {m.name for m in schema.messages} | {STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE}
+    declared = {m.name for m in schema.messages} | set(GENERATED_MESSAGES)
     for name in release.file.message_types_by_name:
         if name not in declared:
             found.append(f'message "{name}" is rendered but the model no longer declares it')
@@ -125,7 +92,7 @@ def schema_differences(schema: ModelSchema, release: RenderedRelease) -> list[st
             if fd is None:
                 found.append(f'field "{message.name}.{spec.name}" is declared but not rendered')
                 continue
-            want, have = _describe_spec(spec), describe_field(fd, package)
+            want, have = spec.type_text, describe_field(fd, package)
             if want != have:
                 found.append(f'field "{message.name}.{spec.name}" is "{want}" but rendered as "{have}"')
         for name in rendered:
@@ -156,10 +123,10 @@ def bind_model(model: Any, tree: ProtoTree, ref: str | None = None) -> ServedMod
     fix = f"run `protoreg register {ref}` to record the release and re-render {tree.root}, then serve again"
     release = tree.release(name, major)
     if release is None:
-        expected = f"{name}/v{major}/{name}.proto"
+        package = package_name(name, major)
         raise ReleaseMismatchError(
             f'Model "{name}" {meta.version} has no rendered release in {tree.root} '
-            f"(looked for {expected}, package {name}.v{major}); {fix}"
+            f"(looked for {proto_path(package, name)}, package {package}); {fix}"
         )
     if release.version != meta.version:
         raise ReleaseMismatchError(

@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from grpc_status import rpc_status
 
-from registry.errors import ProtoregError, UsageError
+from protoreg.registry.errors import ProtoregError, UsageError
 
 from .auth import with_token
 

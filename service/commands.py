@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from registry.errors import UsageError
+from protoreg.registry.errors import UsageError
 
 from .batching import DEFAULT_MAX_BATCH_DELAY, DEFAULT_MAX_BATCH_SIZE, DEFAULT_PREDICT_TIMEOUT
 from .capacity import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STREAMS, DEFAULT_WORKERS
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .server import ModelServer, ServeOptions
 
 TLS_PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
-# not exists=True: service.auth.read_token says what is wrong with the file and how to fix it
+# not exists=True: protoreg.service.auth.read_token says what is wrong with the file and how to fix it
 TOKEN_PATH = click.Path(dir_okay=False, path_type=Path)
 
 
@@ -90,7 +90,7 @@ def serve(
     the rendered release is refused. Concurrent calls of a model that defines predict_batch are
     answered together, in batches.
     """
-    from registry.loader import entry_point_models
+    from protoreg.registry.loader import entry_point_models
 
     from .address import parse_address
     from .auth import TokenSource

@@ -9,7 +9,6 @@ reflection can describe every service the server offers.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,13 +17,9 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from registry.errors import ProtoregError
-from registry.protoc import compile_descriptor_set, proto_files
-
-REGISTRY_PACKAGE = "protoreg.registry.v1"
-REGISTRY_PROTO_PATH = "protoreg/registry/v1/registry.proto"
-_RELEASE_HEADER = re.compile(r"^// Release: (?P<model>[A-Za-z0-9_.]+)==(?P<version>\S+)\s*$", re.MULTILINE)
-_MODEL_PACKAGE = re.compile(r"^(?P<model>[a-z][a-z0-9_]*)\.v(?P<major>\d+)$")
+from protoreg.registry.errors import ProtoregError
+from protoreg.registry.naming import REGISTRY_PROTO_PATH, parse_package, read_release_header
+from protoreg.registry.protoc import compile_descriptor_set, proto_files
 
 
 class ProtosError(ProtoregError):
@@ -112,21 +107,22 @@ def load_protos(root: Path) -> ProtoTree:
     tree = ProtoTree(root=root, pool=pool)
     for path in files:
         content = (root / path).read_text(encoding="utf-8")
-        header = _RELEASE_HEADER.search(content)
+        header = read_release_header(content)
         if header is None:
             continue  # not a model file (the registry service, or a hand-written file)
+        header_model, header_version = header
         file = pool.FindFileByName(path)
-        match = _MODEL_PACKAGE.match(file.package)
-        if match is None or match["model"] != header["model"]:
+        parsed = parse_package(file.package)
+        if parsed is None or parsed[0] != header_model:
             raise ProtosError(
                 f'{root / path}: package "{file.package}" does not match its release header '
-                f'"{header["model"]}=={header["version"]}"; re-render it with `protoreg render`'
+                f'"{header_model}=={header_version}"; re-render it with `protoreg render`'
             )
-        key = (match["model"], int(match["major"]))
+        key = parsed
         tree.releases[key] = RenderedRelease(
-            model=match["model"],
-            major=key[1],
-            version=header["version"],
+            model=parsed[0],
+            major=parsed[1],
+            version=header_version,
             package=file.package,
             path=path,
             content=content,

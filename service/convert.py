@@ -11,8 +11,9 @@ pydantic, which then applies the field's default, or reports the missing field b
 has none (``Optional[X]`` without a default becomes ``None``). An enum set to its
 ``*_UNSPECIFIED`` zero value counts as absent. Proto cannot tell an empty list or map from an
 absent one, so an empty one is absent when the pydantic field has a default and empty otherwise. Enum values map
-between pydantic values and proto value names through the schema tree (``registry.schema``),
-the same mapping the registry numbered.
+between pydantic values and proto value names through the schema tree (``protoreg.registry.schema``),
+the same mapping the registry numbered. Scalars and well-known types convert with the codec of
+their row in the type mapping (``registry/typemap.py``).
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from __future__ import annotations
 import enum
 import typing
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from google.protobuf import descriptor
 from google.protobuf.message import Message
 from pydantic import BaseModel, ValidationError
 
-from registry.schema import DURATION, TIMESTAMP, ModelSchema, split_optional, strip_annotated
+from protoreg.registry import typemap
+from protoreg.registry.naming import LIST_WRAPPER_FIELD, MAP_WRAPPER_FIELD
+from protoreg.registry.schema import ModelSchema, split_optional, strip_annotated
+from protoreg.registry.typemap import InvalidValue
 
 FD = descriptor.FieldDescriptor
 
@@ -56,16 +59,6 @@ _ABSENT = object()  # an enum's UNSPECIFIED value: treated as if the field were 
 
 
 # -- element codecs: one value of a field (a scalar, an enum value, or a message) ------------
-
-
-class _Scalar:
-    message = False
-
-    def decode(self, value: Any) -> Any:
-        return value
-
-    def encode(self, value: Any) -> Any:
-        return value
 
 
 class _Enum:
@@ -98,32 +91,6 @@ class _Enum:
             raise ValueError(f'{value!r} has no value in enum "{self.full_name}"') from None
 
 
-class _Timestamp:
-    message = True
-
-    def decode(self, value: Any) -> datetime:
-        try:
-            return value.ToDatetime(tzinfo=UTC)
-        except (ValueError, OverflowError) as error:  # seconds or nanos outside Timestamp's range
-            raise RequestError(f"not a valid google.protobuf.Timestamp ({error})") from error
-
-    def fill(self, target: Any, value: datetime) -> None:
-        target.FromDatetime(value)
-
-
-class _Duration:
-    message = True
-
-    def decode(self, value: Any) -> timedelta:
-        try:
-            return value.ToTimedelta()
-        except (ValueError, OverflowError) as error:  # seconds or nanos outside Duration's range
-            raise RequestError(f"not a valid google.protobuf.Duration ({error})") from error
-
-    def fill(self, target: Any, value: timedelta) -> None:
-        target.FromTimedelta(value)
-
-
 @dataclass
 class _FieldPlan:
     name: str
@@ -149,8 +116,8 @@ class MessageCodec:
         for plan in self.plans:
             try:
                 self._decode_field(plan, msg, data)
-            except RequestError as error:  # name the field, under its parent's path
-                inner = error.violations or (Violation("", str(error)),)
+            except (RequestError, InvalidValue) as error:  # name the field, under its parent's path
+                inner = (error.violations if isinstance(error, RequestError) else ()) or (Violation("", str(error)),)
                 raise RequestError(
                     str(error),
                     tuple(Violation(_join(plan.name, v.field), v.description) for v in inner),
@@ -292,7 +259,7 @@ class CodecBuilder:
             wrapper = fd.message_type
             if wrapper is None:
                 raise BindError(f'"{path}" nests a container but the proto field is not a wrapper message')
-            field_name = "values" if origin is list else "entries"
+            field_name = LIST_WRAPPER_FIELD if origin is list else MAP_WRAPPER_FIELD
             inner_fd = wrapper.fields_by_name.get(field_name)
             if inner_fd is None:
                 raise BindError(f'wrapper "{wrapper.full_name}" has no field "{field_name}"')
@@ -306,12 +273,10 @@ class CodecBuilder:
                 inner.plans.append(_FieldPlan(field_name, inner_fd.number, "map",
                                               self.element(typing.get_args(tp)[1], value_fd, path), False))
             return _Wrapper(inner, field_name)
-        if tp is datetime:
-            _expect_message(fd, TIMESTAMP, path)
-            return _Timestamp()
-        if tp is timedelta:
-            _expect_message(fd, DURATION, path)
-            return _Duration()
+        row = typemap.python_type(tp)
+        if row is not None and row.kind == "message":
+            _expect_message(fd, row.proto, path)
+            return row.codec
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             if fd.message_type is None:
                 raise BindError(f'"{path}" is a model in pydantic but not a message field')
@@ -320,7 +285,7 @@ class CodecBuilder:
             return self.enum(tp, fd, path)
         if fd.type in (FD.TYPE_MESSAGE, FD.TYPE_ENUM, FD.TYPE_GROUP):
             raise BindError(f'"{path}" is a scalar in pydantic but not in the proto')
-        return _Scalar()
+        return row.codec if row is not None else typemap.IDENTITY
 
     def enum(self, tp: Any, fd: descriptor.FieldDescriptor, path: str) -> _Enum:
         enum_type = fd.enum_type
@@ -340,12 +305,9 @@ class CodecBuilder:
 
 
 def _python_enum_value(tp: Any, label: str) -> Any:
-    """The pydantic value a schema enum label stands for (see ``schema._Extractor.element``)."""
+    """The pydantic value a schema enum label stands for (labels: ``typemap.enum_members``)."""
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        members = list(tp)
-        if all(isinstance(m.value, str) for m in members):
-            return tp(label)
-        return tp[label]
+        return dict(typemap.enum_members(tp))[label]
     return label  # a Literal of strings
 
 

@@ -14,10 +14,10 @@ import grpc
 from google.protobuf import descriptor_pb2
 from google.protobuf.message import Message
 
-from registry.schema import MODEL_NAME
+from protoreg.registry.naming import MODEL_NAME, REGISTRY_PACKAGE
 
 from .binding import ServedModel, describe_field
-from .compile import REGISTRY_PACKAGE, ProtoTree
+from .compile import ProtoTree
 from .limits import cut
 from .status import Status, abort, invalid
 

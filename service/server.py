@@ -34,9 +34,14 @@ from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 from grpc_reflection.v1alpha._async import ReflectionServicer
 
-from registry.errors import ProtoregError
-from registry.loader import load_model
-from registry.schema import STREAM_REQUEST_MESSAGE, STREAM_RESPONSE_MESSAGE
+from protoreg.registry.errors import ProtoregError
+from protoreg.registry.loader import load_model
+from protoreg.registry.naming import (
+    PREDICT_METHOD,
+    PREDICT_STREAM_METHOD,
+    STREAM_REQUEST_MESSAGE,
+    STREAM_RESPONSE_MESSAGE,
+)
 
 from .address import parse_address
 from .auth import TokenSource
@@ -100,8 +105,8 @@ class ModelServicer:
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         service = self.model.service_name
         return {
-            f"/{service}/Predict": grpc.unary_unary_rpc_method_handler(self.predict),
-            f"/{service}/PredictStream": grpc.stream_stream_rpc_method_handler(self.predict_stream),
+            f"/{service}/{PREDICT_METHOD}": grpc.unary_unary_rpc_method_handler(self.predict),
+            f"/{service}/{PREDICT_STREAM_METHOD}": grpc.stream_stream_rpc_method_handler(self.predict_stream),
         }
 
     def _input(self, request: Any) -> Any:

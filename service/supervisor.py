@@ -35,7 +35,7 @@ from typing import Any
 
 import click
 
-from registry.errors import ProtoregError
+from protoreg.registry.errors import ProtoregError
 
 from .address import parse_address
 from .server import ServeError, ServeOptions

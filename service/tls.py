@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from registry.errors import UsageError
+from protoreg.registry.errors import UsageError
 
 
 class TLSFileError(UsageError):

@@ -35,11 +35,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from registry import ir
-from registry.compat.descriptors import load_tree
-from registry.compat.engine import check_trees
-from registry.errors import ProtoregError
-from registry.protoc import proto_files
+from protoreg.registry import ir
+from protoreg.registry.compat.descriptors import load_tree
+from protoreg.registry.compat.engine import check_trees
+from protoreg.registry.errors import ProtoregError
+from protoreg.registry.protoc import proto_files
 
 BUF_VERSION = "1.75.0"
 REPO_ENV = "PROTOREG_BUF_REPO"

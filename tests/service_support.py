@@ -25,11 +25,12 @@ import grpc
 from google.protobuf.message import Message
 from pydantic import BaseModel, Field
 
-from registry.render import render_tree, write_tree
-from registry.schema import extract_schema
-from registry.store import open_registry
-from service.compile import ProtoTree, load_protos
-from service.server import ModelServer, ServeOptions, create_server
+from protoreg.registry.database import open_registry
+from protoreg.registry.registration import register_release
+from protoreg.registry.render import render_tree, write_tree
+from protoreg.registry.schema import extract_schema
+from protoreg.service.compile import ProtoTree, load_protos
+from protoreg.service.server import ModelServer, ServeOptions, create_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -359,7 +360,7 @@ def register_models(db_url: str, protos: Path, models: Sequence[Any]) -> Path:
     """Register ``models`` in order with the real registry and render ``protos``."""
     with open_registry(db_url) as registry:
         for model in models:
-            registry.register(extract_schema(model))
+            register_release(registry, extract_schema(model))
         write_tree(protos, render_tree(registry.served_packages()))
     return protos
 

@@ -27,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import BaseModel, Field
 
-from registry.cli import main
+from protoreg.cli import main
 from tests.conftest import make_model
 
 MODULE = "site_test_models"

@@ -10,8 +10,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from registry.cli import main
-from registry.protoc import compile_descriptor_set
+from protoreg.cli import main
+from protoreg.registry.protoc import compile_descriptor_set
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,7 +127,7 @@ def test_render_release_needs_out_and_writes_there(cli, tmp_path: Path) -> None:
         (("register",), "name at least one MODEL_REF"),
         (("register", "no_such_model"), 'No model named "no_such_model"'),
         (("register", "no.such.module:Model"), 'Cannot import module "no.such.module"'),
-        (("register", "registry.cli:main"), "is not a model"),
+        (("register", "protoreg.cli:main"), "is not a model"),
     ],
 )
 def test_user_errors_are_one_sentence_without_traceback(cli, args, message) -> None:  # type: ignore[no-untyped-def]
@@ -163,3 +163,14 @@ def test_readme_documents_every_command_and_option() -> None:
         for param in command.params:
             if isinstance(param, click.Option) and param.opts[0] not in ("--help",):
                 assert param.opts[0] in readme, f"README does not mention {param.opts[0]} of {name}"
+
+
+def test_readme_command_table_is_generated_from_the_commands() -> None:
+    from protoreg.readme import command_table, with_table
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert with_table(readme, command_table()) == readme, (
+        "README's command table is stale; run `make readme` (python -m protoreg.readme)"
+    )
+    for name in main.commands:
+        assert f"| `protoreg {name}" in readme

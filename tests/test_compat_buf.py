@@ -4,9 +4,12 @@ Many before/after proto pairs are generated from a seeded random API (messages w
 enum, message, map, repeated, optional and oneof fields, reserved ranges and names, an enum, a
 service) and a few random changes. Both are compiled once with ``grpc_tools.protoc`` into
 FileDescriptorSet files that both tools read, and for the WIRE and WIRE_JSON categories the
-pass/fail verdicts must agree. buf comes from the npm registry (``@bufbuild/buf``), installed
-into a cache directory outside the repository; the test is skipped only where npm is missing.
-Deliberate differences are documented in docs/compat.md; none applies to what is generated here.
+pass/fail verdicts must agree, and so must the rules: every rule declares the buf rules that report
+the same change (``buf=`` in ``registry/compat/rules.py``), so each buf rule that fires must be
+named by a protoreg finding and each protoreg finding must be matched by one of its buf rules.
+buf comes from the npm registry (``@bufbuild/buf``), installed into a cache directory outside the
+repository; the test is skipped only where npm is missing. Deliberate differences are documented
+in docs/compat.md; none applies to what is generated here.
 """
 
 from __future__ import annotations
@@ -16,18 +19,21 @@ import os
 import random
 import subprocess
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 
 import pytest
 
-from registry import ir
-from registry.compat.descriptors import load_tree
-from registry.compat.engine import check_trees
-from registry.protoc import ProtocError, compile_descriptor_set
+from protoreg.registry.compat.descriptors import load_tree
+from protoreg.registry.compat.engine import check_trees
+from protoreg.registry.compat.findings import Report
+from protoreg.registry.compat.rules import RULES, RULES_BY_ID
+from protoreg.registry.protoc import ProtocError, compile_descriptor_set
+from protoreg.registry.typemap import SCALAR_TYPES
 from tests.buf_testdata import buf_binary as installed_buf
 
 CASES = int(os.environ.get("PROTOREG_BUF_CASES", "80"))
-SCALARS = ir.SCALAR_TYPES
+SCALARS = SCALAR_TYPES
 
 
 def buf_binary() -> Path:
@@ -259,7 +265,8 @@ def compile_api(api: Api, root: Path) -> Path | None:
     return out
 
 
-def buf_passes(buf: Path, new: Path, old: Path, category: str) -> bool:
+def buf_breaking(buf: Path, new: Path, old: Path, category: str) -> tuple[bool, set[str]]:
+    """buf's verdict (passed or not) and the IDs of the buf rules that fired."""
     config = json.dumps({"version": "v2", "breaking": {"use": [category]}})
     result = subprocess.run(
         [str(buf), "breaking", str(new), "--against", str(old), "--config", config, "--error-format", "json"],
@@ -269,7 +276,43 @@ def buf_passes(buf: Path, new: Path, old: Path, category: str) -> bool:
     )
     if result.returncode not in (0, 100):
         raise AssertionError(f"buf failed ({result.returncode}): {result.stderr or result.stdout}")
-    return result.returncode == 0
+    fired = {json.loads(line)["type"] for line in result.stdout.splitlines() if line.strip()}
+    return result.returncode == 0, fired
+
+
+@cache
+def buf_categories(buf: Path) -> dict[str, frozenset[str]]:
+    """Every buf breaking rule ID and the categories it belongs to, from buf itself."""
+    listing = subprocess.run(
+        [str(buf), "config", "ls-breaking-rules", "--version", "v2", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rules = (json.loads(line) for line in listing.splitlines() if line.strip())
+    return {r["id"]: frozenset(r["categories"]) for r in rules}
+
+
+def rule_disagreements(buf: Path, ours: Report, fired: set[str], category: str) -> list[str]:
+    """Where protoreg's findings and buf's fired rules do not match through the ``buf=`` declarations.
+
+    Only buf rules of ``category`` can fire in buf's run, so a finding is matched when one of its
+    declared buf rules of that category fired; a finding whose rule declares none is protoreg's own.
+    When a file changed package, buf pairs elements by full name and reports only the package;
+    protoreg pairs by file and still reports what changed inside (docs/compat.md, difference 8).
+    """
+    categories = buf_categories(buf)
+    moved_package = any(f.rule == "PACKAGE_CHANGED" for f in ours.findings)
+    problems: list[str] = []
+    named: set[str] = set()
+    for finding in ours.findings:
+        equivalents = {b for b in RULES_BY_ID[finding.rule].buf if category in categories[b]}
+        named |= equivalents
+        if equivalents and not equivalents & fired and not moved_package:
+            problems.append(f"{finding.rule} ({finding.message}) but buf fired none of {sorted(equivalents)}")
+    for rule_id in sorted(fired - named):
+        problems.append(f"buf fired {rule_id}, which no protoreg finding names")
+    return problems
 
 
 @pytest.mark.slow
@@ -290,15 +333,17 @@ def test_breaking_agrees_with_buf_on_wire_and_wire_json(tmp_path: Path) -> None:
         old_tree, new_tree = load_tree(old), load_tree(new)
         for category in ("WIRE", "WIRE_JSON"):
             ours = check_trees(old_tree, new_tree, categories=[category])
-            theirs = buf_passes(buf, new, old, category)
+            theirs, fired = buf_breaking(buf, new, old, category)
             compared += 1
             failing += not theirs
+            found = [f"{f.rule}: {f.message}" for f in ours.findings]
             if ours.passed != theirs:
-                found = [f"{f.rule}: {f.message}" for f in ours.findings]
                 disagreements.append(
                     f"case {case} {category} {changes}: protoreg passed={ours.passed} "
                     f"buf passed={theirs}; protoreg found {found}\n{render(after)}"
                 )
+            for problem in rule_disagreements(buf, ours, fired, category):
+                disagreements.append(f"case {case} {category} {changes}: {problem}\n{render(after)}")
     assert compared >= CASES, f"too few valid pairs: {compared} verdicts, {skipped} cases skipped"
     assert 0 < failing < compared, "the generated changes should both break and not break"
     assert not disagreements, "\n\n".join(disagreements[:5])
@@ -420,6 +465,32 @@ def test_hand_written_pairs_agree_with_buf(tmp_path: Path, case: str) -> None:
     old, new = paths
     for category in ("WIRE", "WIRE_JSON"):
         ours = check_trees(load_tree(old), load_tree(new), categories=[category])
-        assert ours.passed == buf_passes(buf, new, old, category), (
-            f"{case} {category}: protoreg found {[f.message for f in ours.findings]}"
-        )
+        passed, fired = buf_breaking(buf, new, old, category)
+        assert ours.passed == passed, f"{case} {category}: protoreg found {[f.message for f in ours.findings]}"
+        assert not rule_disagreements(buf, ours, fired, category), case
+
+
+FIXTURES = Path(__file__).resolve().parent / "compat_fixtures"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()))
+def test_fixture_findings_match_buf_rule_by_rule(tmp_path: Path, case: str) -> None:
+    """Every fixture of tests/compat_fixtures, before -> after, through both tools."""
+    buf = buf_binary()
+    paths = {}
+    for side in ("before", "after"):
+        paths[side] = tmp_path / f"{side}.binpb"
+        paths[side].write_bytes(compile_descriptor_set(FIXTURES / case / side).SerializeToString())
+    for category in ("WIRE", "WIRE_JSON"):
+        ours = check_trees(load_tree(paths["before"]), load_tree(paths["after"]), categories=[category])
+        passed, fired = buf_breaking(buf, paths["after"], paths["before"], category)
+        assert ours.passed == passed, (case, category)
+        assert not rule_disagreements(buf, ours, fired, category), (case, category)
+
+
+@pytest.mark.slow
+def test_every_declared_buf_rule_exists() -> None:
+    known = buf_categories(buf_binary())
+    for rule in RULES:
+        assert set(rule.buf) <= set(known), (rule.id, set(rule.buf) - set(known))

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import BaseModel
 
-from registry.cli import main
+from protoreg.cli import main
 from tests.conftest import make_model
 
 
@@ -279,7 +279,7 @@ def test_breaking_on_proto_trees(
 
 
 def test_breaking_reads_descriptor_sets_and_directions_from_services(tmp_path: Path) -> None:
-    from registry.protoc import compile_descriptor_set
+    from protoreg.registry.protoc import compile_descriptor_set
 
     old = write_tree(
         tmp_path / "old", "message Req { int32 a = 1; } message Resp { string b = 1; string c = 2; }"

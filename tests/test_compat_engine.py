@@ -13,14 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
-from registry import ir
-from registry.compat.engine import check_release, compare
-from registry.compat.findings import Finding, max_bump
-from registry.compat.gate import BumpTooSmallError, ReleaseGate, check_schema
-from registry.compat.view import build_view
-from registry.schema import extract_schema
-from registry.store import open_registry
-from registry.versioning import bump_rank
+from protoreg.registry import ir
+from protoreg.registry.compat.engine import check_release, compare
+from protoreg.registry.compat.findings import Finding, max_bump
+from protoreg.registry.compat.gate import BumpTooSmallError, ReleaseGate, check_schema
+from protoreg.registry.compat.view import build_view
+from protoreg.registry.database import open_registry
+from protoreg.registry.registration import register_release
+from protoreg.registry.schema import extract_schema
+from protoreg.registry.versioning import bump_rank
 from tests.conftest import make_model
 from tests.evolution import build_model, evolutions
 
@@ -172,7 +173,7 @@ def test_request_and_response_directions_reach_nested_messages_and_stream_wrappe
 def test_check_of_a_package_against_itself_finds_nothing_for_the_iris_model() -> None:
     from iris_model.model import IrisModel
 
-    from registry.numbering import History, allocate_numbers
+    from protoreg.registry.numbering import History, allocate_numbers
 
     pkg = allocate_numbers(History(), extract_schema(IrisModel)).package
     assert run(pkg, pkg, history=(pkg,)) == []
@@ -180,7 +181,7 @@ def test_check_of_a_package_against_itself_finds_nothing_for_the_iris_model() ->
 
 class _Release:
     def __init__(self, pkg: ir.Package, fingerprint: str = "x") -> None:
-        from registry.versioning import parse_version
+        from protoreg.registry.versioning import parse_version
 
         self.package, self.version, self.fingerprint = pkg, pkg.version, fingerprint
         self.parsed_version = parse_version(pkg.version)
@@ -211,7 +212,7 @@ class Out1(BaseModel):
 def register(url: str, version: str, inp: type[BaseModel], out: type[BaseModel], gate: bool = True) -> Any:
     with open_registry(url) as registry:
         schema = extract_schema(make_model("demo", version, inp, out))
-        return registry.register(schema, gate=ReleaseGate() if gate else None)
+        return register_release(registry, schema, gate=ReleaseGate() if gate else None)
 
 
 def check(url: str, version: str, inp: type[BaseModel], out: type[BaseModel], against: str | None = None) -> Any:
@@ -453,7 +454,7 @@ def test_register_refuses_exactly_what_check_fails(
             for finding in report.findings:
                 assert finding.message.endswith(".") and finding.message.count(". ") <= 1
             try:
-                registry.register(schema, gate=ReleaseGate())
+                register_release(registry, schema, gate=ReleaseGate())
             except BumpTooSmallError as error:
                 assert not report.passed and error.report.required_bump == report.required_bump
             else:

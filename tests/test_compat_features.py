@@ -13,8 +13,8 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2, descriptor_pool
 
-from registry.compat.descriptors import edition_defaults, file_to_package
-from registry.protoc import compile_descriptor_set
+from protoreg.registry.compat.descriptors import edition_defaults, file_to_package
+from protoreg.registry.protoc import compile_descriptor_set
 
 FILES = {
     "p2.proto": """
@@ -71,7 +71,7 @@ def test_resolved_features_match_protobufs_runtime(tmp_path: Path) -> None:
     seen = {"OPEN": 0, "CLOSED": 0, "ALLOW": 0, "LEGACY_BEST_EFFORT": 0}
     for file in descriptor_set.file:
         package = file_to_package(file)
-        features = package.extra["features"]
+        features = package.features
         assert set(features) == {m.name for m in package.messages} | {e.name for e in package.enums}
         for message in package.messages:
             runtime = pool.FindMessageTypeByName(f"{file.package}.{message.name}")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from registry.cli import main
-from registry.compat.commands import rules_markdown
-from registry.compat.findings import CATEGORIES
-from registry.compat.rules import HANDLERS, RULES, Rule
+from protoreg.cli import main
+from protoreg.registry.compat.commands import rules_markdown
+from protoreg.registry.compat.findings import CATEGORIES
+from protoreg.registry.compat.rules import HANDLERS, RULES, Rule
 
 ROOT = Path(__file__).resolve().parent.parent
 

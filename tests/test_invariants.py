@@ -19,12 +19,14 @@ from google.protobuf import descriptor_pool, message_factory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry import ir
-from registry.numbering import type_compatible
-from registry.protoc import compile_descriptor_set
-from registry.render import render_package
-from registry.schema import extract_schema
-from registry.store import ReleaseInfo, open_registry
+from protoreg.registry import ir
+from protoreg.registry.database import open_registry
+from protoreg.registry.protoc import compile_descriptor_set
+from protoreg.registry.registration import register_release
+from protoreg.registry.render import render_package
+from protoreg.registry.schema import extract_schema
+from protoreg.registry.store import ReleaseInfo
+from protoreg.registry.typemap import type_key_compatible
 from tests.evolution import Spec, assert_shared_equal, build_model, evolutions, fill
 
 MODEL = "evolving_model"
@@ -42,12 +44,12 @@ def register_all(
         for version, spec in sequence:
             schema = extract_schema(build_model(model, version, spec))
             schemas[version] = schema
-            result = registry.register(schema)
+            result = register_release(registry, schema)
             assert result.status == "created"
         releases = registry.releases(model)
         # invariant 6: the same version and schema again is a no-op
         for version, _spec in sequence:
-            assert registry.register(schemas[version]).status == "unchanged"
+            assert register_release(registry, schemas[version]).status == "unchanged"
     return releases, schemas
 
 
@@ -79,7 +81,7 @@ def check_numbering_invariants(releases: list[ReleaseInfo], schemas: dict[str, A
                 if key in seen:
                     old_name, old_type = seen[key]
                     # invariant 3: a number only ever carries wire-compatible types
-                    assert type_compatible(old_type, f.type_key), (key, old_type, f.type_key)
+                    assert type_key_compatible(old_type, f.type_key), (key, old_type, f.type_key)
                     # invariant 1/2: a number changes name only through a declared rename
                     if old_name != f.name:
                         assert old_name in renames_of(schemas[release.version], message.name).get(f.name, set())
@@ -87,9 +89,9 @@ def check_numbering_invariants(releases: list[ReleaseInfo], schemas: dict[str, A
                 current[(message.name, f.name)] = (f.number, f.type_key)
                 # invariant 1: a field that stays, with a compatible type, keeps its number
                 before = previous.get((message.name, f.name))
-                if before is not None and type_compatible(before[1], f.type_key):
+                if before is not None and type_key_compatible(before[1], f.type_key):
                     assert before[0] == f.number, (message.name, f.name, before, f.number)
-                if before is not None and not type_compatible(before[1], f.type_key):
+                if before is not None and not type_key_compatible(before[1], f.type_key):
                     assert before[0] != f.number
             ever_numbers.setdefault(message.name, set()).update(numbers)
             ever_names.setdefault(message.name, set()).update(f.name for f in message.fields)

@@ -8,13 +8,14 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry import ir
-from registry.compat.engine import check_release
-from registry.compat.gate import check_schema
-from registry.lineage import Lineage, lineage_of
-from registry.numbering import allocate_numbers
-from registry.schema import extract_schema
-from registry.store import open_registry
+from protoreg.registry import ir
+from protoreg.registry.compat.engine import check_release
+from protoreg.registry.compat.gate import check_schema
+from protoreg.registry.database import open_registry
+from protoreg.registry.lineage import Lineage, lineage_of
+from protoreg.registry.numbering import allocate_numbers
+from protoreg.registry.registration import register_release
+from protoreg.registry.schema import extract_schema
 from tests.evolution import Spec, build_model, evolutions
 
 MODEL = "lineage_model"
@@ -31,7 +32,7 @@ def test_check_from_the_lineage_equals_the_check_over_every_snapshot(
     *registered, (version, spec) = sequence
     with open_registry(url) as registry:
         for v, s in registered:
-            assert registry.register(extract_schema(build_model(MODEL, v, s))).status == "created"
+            assert register_release(registry, extract_schema(build_model(MODEL, v, s))).status == "created"
         # Check the last release, and also one of the registered ones (the re-check path).
         candidates = [(version, spec), *registered]
         checked_version, checked_spec = data.draw(st.sampled_from(candidates[:2]))
@@ -59,8 +60,8 @@ def test_a_missing_lineage_is_rebuilt_from_the_snapshots(sqlite_url: str) -> Non
     third = first.copy()
     third.messages["PredictRequest"]["f0"] = FieldDecl("str")  # the old name back with another type
     with open_registry(sqlite_url) as registry:
-        registry.register(extract_schema(build_model(MODEL, "1.0.0", first)))
-        registry.register(extract_schema(build_model(MODEL, "1.1.0", second)))
+        register_release(registry, extract_schema(build_model(MODEL, "1.0.0", first)))
+        register_release(registry, extract_schema(build_model(MODEL, "1.1.0", second)))
         with registry.engine.begin() as conn:  # as after the migration that added the table
             conn.exec_driver_sql("DELETE FROM lineages")
         schema = extract_schema(build_model(MODEL, "1.2.0", third))
@@ -70,7 +71,7 @@ def test_a_missing_lineage_is_rebuilt_from_the_snapshots(sqlite_url: str) -> Non
         }
         assert not report.passed
         # Registering writes a lineage again, covering every release.
-        registry.register(extract_schema(build_model(MODEL, "2.0.0", third)))
+        register_release(registry, extract_schema(build_model(MODEL, "2.0.0", third)))
         line = registry.release_line(MODEL)
         assert line is not None and line.versions == ("1.0.0", "1.1.0", "2.0.0")
         assert line.lineage.labels == ["1.0.0", "1.1.0", "2.0.0"]
@@ -93,13 +94,13 @@ def test_reserved_ranges_are_painted_newest_last_without_expanding_them() -> Non
 
 
 def test_verify_finds_a_lineage_that_disagrees_with_the_snapshots(sqlite_url: str) -> None:
-    from registry.verify import verify_registry
+    from protoreg.registry.verify import verify_registry
     from tests.evolution import FieldDecl
 
     spec = Spec({"PredictRequest": {"f0": FieldDecl("float")}, "PredictResponse": {"f0": FieldDecl("str")},
                  "Inner": {}})
     with open_registry(sqlite_url) as registry:
-        registry.register(extract_schema(build_model(MODEL, "1.0.0", spec)))
+        register_release(registry, extract_schema(build_model(MODEL, "1.0.0", spec)))
         assert verify_registry(registry).ok
         with registry.engine.begin() as conn:
             conn.exec_driver_sql("UPDATE lineages SET lineage_json = replace(lineage_json, '\"1.0.0\"', '\"0.9.0\"')")

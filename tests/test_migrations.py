@@ -14,23 +14,26 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, create_engine, inspect, text
 
-from registry.errors import DatabaseVersionError
-from registry.schema import extract_schema
-from registry.store import Base, _alembic_config, _head_from_files, open_registry, schema_head
-from registry.verify import verify_registry
+from protoreg.registry.database import open_registry
+from protoreg.registry.errors import DatabaseVersionError
+from protoreg.registry.registration import register_release
+from protoreg.registry.schema import extract_schema
+from protoreg.registry.store import Base
+from protoreg.registry.upgrade import alembic_config, head_from_files, schema_head
+from protoreg.registry.verify import verify_registry
 
 DATA = Path(__file__).parent / "migration_data"
 TABLES = ("models", "releases", "messages", "enums", "fields", "enum_values", "reservations")
 
 
 def revisions() -> list[str]:
-    script = ScriptDirectory.from_config(_alembic_config())
+    script = ScriptDirectory.from_config(alembic_config())
     return [r.revision for r in reversed(list(script.walk_revisions()))]
 
 
 def test_the_quick_head_read_from_the_files_is_alembics_head() -> None:
     # open_registry skips importing Alembic when the database is at this revision.
-    assert _head_from_files() == schema_head()
+    assert head_from_files() == schema_head()
 
 
 def test_every_revision_has_a_data_fixture() -> None:
@@ -42,7 +45,7 @@ def test_every_revision_has_a_data_fixture() -> None:
 def test_registry_at_past_revision_upgrades_to_head_with_its_data(registry_url: str, revision: str) -> None:
     engine = create_engine(registry_url)
     with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), revision)
+        command.upgrade(alembic_config(conn), revision)
         tables = json.loads((DATA / f"{revision}.json").read_text())["tables"]
         metadata = MetaData()
         metadata.reflect(conn)  # the tables as they were at that revision
@@ -63,7 +66,7 @@ def test_registry_at_past_revision_upgrades_to_head_with_its_data(registry_url: 
         assert report.ok, [p.describe() for p in report.problems]
         from iris_model import IrisModel
 
-        again = registry.register(extract_schema(IrisModel))
+        again = register_release(registry, extract_schema(IrisModel))
         assert again.status == "unchanged"
     engine = create_engine(registry_url)
     with engine.connect() as conn:

@@ -10,11 +10,13 @@ import pytest
 from pydantic import BaseModel, Field
 from sqlalchemy import create_engine, text
 
-from registry import ir
-from registry.errors import DatabaseError, ReleaseConflictError, VersionError
-from registry.render import render_package
-from registry.schema import extract_schema
-from registry.store import open_registry, schema_head
+from protoreg.registry import ir
+from protoreg.registry.database import open_registry
+from protoreg.registry.errors import DatabaseError, ReleaseConflictError, VersionError
+from protoreg.registry.registration import register_release
+from protoreg.registry.render import render_package
+from protoreg.registry.schema import extract_schema
+from protoreg.registry.upgrade import schema_head
 from tests.conftest import make_model
 
 
@@ -40,9 +42,9 @@ def schema(version: str, inp: type[BaseModel] = V1, out: type[BaseModel] = Out):
 
 def test_register_allocates_and_reserves(registry_url: str) -> None:
     with open_registry(registry_url) as registry:
-        first = registry.register(schema("1.0.0"))
+        first = register_release(registry, schema("1.0.0"))
         assert first.status == "created"
-        second = registry.register(schema("1.1.0", V2))
+        second = register_release(registry, schema("1.1.0", V2))
         request = second.package.message("PredictRequest")
         assert request is not None
         assert {f.name: f.number for f in request.fields} == {"age": 1, "height": 3}
@@ -57,39 +59,39 @@ def test_register_allocates_and_reserves(registry_url: str) -> None:
 
 def test_same_version_same_schema_is_a_no_op(registry_url: str) -> None:
     with open_registry(registry_url) as registry:
-        registry.register(schema("1.0.0"))
-        again = registry.register(schema("1.0.0"))
+        register_release(registry, schema("1.0.0"))
+        again = register_release(registry, schema("1.0.0"))
         assert again.status == "unchanged"
         assert len(registry.releases("people_model")) == 1
 
 
 def test_same_version_other_schema_is_refused(registry_url: str) -> None:
     with open_registry(registry_url) as registry:
-        registry.register(schema("1.0.0"))
+        register_release(registry, schema("1.0.0"))
         with pytest.raises(ReleaseConflictError, match="already registered with a different schema"):
-            registry.register(schema("1.0.0", V2))
+            register_release(registry, schema("1.0.0", V2))
 
 
 def test_lower_version_is_refused(registry_url: str) -> None:
     with open_registry(registry_url) as registry:
-        registry.register(schema("1.2.0"))
+        register_release(registry, schema("1.2.0"))
         with pytest.raises(VersionError, match="lower than the newest release 1.2.0"):
-            registry.register(schema("1.1.9", V2))
+            register_release(registry, schema("1.1.9", V2))
 
 
 def test_non_semver_is_refused(sqlite_url: str) -> None:
     with open_registry(sqlite_url) as registry, pytest.raises(VersionError, match="not a semantic version"):
-        registry.register(schema("1.0"))
+        register_release(registry, schema("1.0"))
 
 
 def test_dry_run_writes_nothing(registry_url: str) -> None:
     with open_registry(registry_url) as registry:
-        planned = registry.register(schema("1.0.0"), dry_run=True)
+        planned = register_release(registry, schema("1.0.0"), dry_run=True)
         assert planned.status == "planned"
         assert planned.package.message("PredictRequest") is not None
         assert registry.model_names() == []
-        registry.register(schema("1.0.0"))
-        registry.register(schema("1.1.0", V2), dry_run=True)
+        register_release(registry, schema("1.0.0"))
+        register_release(registry, schema("1.1.0", V2), dry_run=True)
         assert [r.version for r in registry.releases("people_model")] == ["1.0.0"]
 
 
@@ -107,9 +109,9 @@ def test_wire_compatible_type_change_keeps_number_incompatible_gets_new(sqlite_u
         label: str  # bytes -> string: not allowed that way, new number
 
     with open_registry(sqlite_url) as registry:
-        registry.register(schema("1.0.0", A))
-        b = registry.register(schema("1.1.0", B)).package.message("PredictRequest")
-        c = registry.register(schema("2.0.0", C)).package.message("PredictRequest")
+        register_release(registry, schema("1.0.0", A))
+        b = register_release(registry, schema("1.1.0", B)).package.message("PredictRequest")
+        c = register_release(registry, schema("2.0.0", C)).package.message("PredictRequest")
     assert b is not None and c is not None
     assert {f.name: f.number for f in b.fields} == {"count": 1, "label": 2}
     assert {f.name: f.number for f in c.fields} == {"count": 3, "label": 4}
@@ -123,8 +125,8 @@ def test_rename_keeps_number_and_reserves_old_name(sqlite_url: str) -> None:
         full_name: str = Field(json_schema_extra={"protoreg": {"renamed_from": "name"}})
 
     with open_registry(sqlite_url) as registry:
-        registry.register(schema("1.0.0"))
-        message = registry.register(schema("1.1.0", Renamed)).package.message("PredictRequest")
+        register_release(registry, schema("1.0.0"))
+        message = register_release(registry, schema("1.1.0", Renamed)).package.message("PredictRequest")
     assert message is not None
     assert {f.name: f.number for f in message.fields} == {"age": 1, "full_name": 2}
     assert message.reserved_names == ("name",)
@@ -133,9 +135,9 @@ def test_rename_keeps_number_and_reserves_old_name(sqlite_url: str) -> None:
 
 def test_removed_field_comes_back_with_its_number(sqlite_url: str) -> None:
     with open_registry(sqlite_url) as registry:
-        registry.register(schema("1.0.0"))
-        registry.register(schema("1.1.0", V2))
-        back = registry.register(schema("1.2.0", V1)).package.message("PredictRequest")
+        register_release(registry, schema("1.0.0"))
+        register_release(registry, schema("1.1.0", V2))
+        back = register_release(registry, schema("1.2.0", V1)).package.message("PredictRequest")
     assert back is not None
     assert {f.name: f.number for f in back.fields} == {"age": 1, "name": 2}
     assert list(ir.expand_ranges(back.reserved_numbers)) == [3]
@@ -149,7 +151,7 @@ def test_enum_values_are_numbered_for_life(sqlite_url: str) -> None:
     outs = [type("Out", (BaseModel,), {"__annotations__": {"kind": e}}) for e in (first, second, third)]
     with open_registry(sqlite_url) as registry:
         versions = ("1.0.0", "1.1.0", "1.2.0")
-        packages = [registry.register(schema(v, V1, o)).package for v, o in zip(versions, outs, strict=True)]
+        packages = [register_release(registry, schema(v, V1, o)).package for v, o in zip(versions, outs, strict=True)]
     numbers = [{v.name: v.number for v in p.enums[0].values} for p in packages]
     assert numbers[0] == {"KIND_UNSPECIFIED": 0, "KIND_A": 1, "KIND_B": 2}
     assert numbers[1] == {"KIND_UNSPECIFIED": 0, "KIND_B": 2, "KIND_C": 3}
@@ -159,7 +161,7 @@ def test_enum_values_are_numbered_for_life(sqlite_url: str) -> None:
 
 
 def test_numbers_skip_the_protobuf_reserved_range() -> None:
-    from registry.numbering import History, Slot, allocate_numbers
+    from protoreg.registry.numbering import History, Slot, allocate_numbers
 
     history = History()
     scope = history.scope("message", "PredictRequest")
@@ -170,8 +172,8 @@ def test_numbers_skip_the_protobuf_reserved_range() -> None:
 
 
 def test_number_limit_is_enforced_with_a_clear_error() -> None:
-    from registry.errors import NumberingError
-    from registry.numbering import History, Slot, allocate_numbers
+    from protoreg.registry.errors import NumberingError
+    from protoreg.registry.numbering import History, Slot, allocate_numbers
 
     history = History()
     scope = history.scope("message", "PredictRequest")
@@ -182,7 +184,8 @@ def test_number_limit_is_enforced_with_a_clear_error() -> None:
 
 def test_past_release_renders_byte_identically(sqlite_url: str) -> None:
     with open_registry(sqlite_url) as registry:
-        texts = [render_package(registry.register(schema(v, i)).package) for v, i in (("1.0.0", V1), ("1.1.0", V2))]
+        releases = (("1.0.0", V1), ("1.1.0", V2))
+        texts = [render_package(register_release(registry, schema(v, i)).package) for v, i in releases]
         stored = [r.proto_text for r in registry.releases("people_model")]
         again = [render_package(r.package) for r in registry.releases("people_model")]
     assert texts == stored == again
@@ -195,7 +198,7 @@ def test_served_packages_are_newest_of_each_major(sqlite_url: str) -> None:
 
     with open_registry(sqlite_url) as registry:
         for version, inp in (("1.0.0", V1), ("1.1.0", V2), ("2.0.0", V3)):
-            registry.register(schema(version, inp))
+            register_release(registry, schema(version, inp))
         served = registry.served_packages()
     assert [(p.package, p.version) for p in served] == [
         ("people_model.v1", "1.1.0"),
@@ -219,11 +222,11 @@ def test_unreachable_database_is_one_clear_error(tmp_path) -> None:  # type: ign
 
 
 def _register_in_process(url: str, version: str) -> str:
-    from registry.schema import extract_schema as extract
+    from protoreg.registry.schema import extract_schema as extract
 
     inputs = {"1": V1, "2": V2}
     with open_registry(url) as registry:
-        return registry.register(extract(make_model("people_model", version, inputs[version[0]], Out))).status
+        return register_release(registry, extract(make_model("people_model", version, inputs[version[0]], Out))).status
 
 
 def test_concurrent_registrations_of_one_release_record_it_once(registry_url: str) -> None:

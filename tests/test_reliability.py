@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from registry.faults import CRASH_ENV, STEPS
-from registry.store import open_registry
-from registry.verify import verify_registry
+from protoreg.registry.database import open_registry
+from protoreg.registry.faults import CRASH_ENV, STEPS
+from protoreg.registry.verify import verify_registry
 
 FIXTURE_MODELS = textwrap.dedent(
     '''
@@ -76,7 +76,7 @@ def protoreg(url: str, root: Path, *args: str, env: dict[str, str] | None = None
     full_env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(env or {})}
     full_env.pop(CRASH_ENV, None) if not env or CRASH_ENV not in env else None
     return subprocess.Popen(
-        [sys.executable, "-m", "registry.cli", "--db", url, "--protos", str(root / "protos"), *args],
+        [sys.executable, "-m", "protoreg", "--db", url, "--protos", str(root / "protos"), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
     )
 

@@ -9,8 +9,8 @@ from typing import Literal, Optional
 import pytest
 from pydantic import BaseModel, Field
 
-from registry.errors import ModelLoadError, SchemaError
-from registry.schema import extract_schema
+from protoreg.registry.errors import ModelLoadError, SchemaError
+from protoreg.registry.schema import extract_schema
 from tests.conftest import make_model
 
 

@@ -19,13 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from iris_model import IrisModel
 
-from registry.cli import main
-from registry.errors import SchemaError
-from registry.render import render_tree
-from registry.schema import MODEL_NAME, extract_schema
-from registry.store import open_registry
-from service.auth import AuthTokenError, read_token
-from service.compile import ProtoTree, load_protos
+from protoreg.cli import main
+from protoreg.registry.database import open_registry
+from protoreg.registry.errors import SchemaError
+from protoreg.registry.naming import MODEL_NAME
+from protoreg.registry.registration import register_release
+from protoreg.registry.render import render_tree
+from protoreg.registry.schema import extract_schema
+from protoreg.service.auth import AuthTokenError, read_token
+from protoreg.service.compile import ProtoTree, load_protos
 from tests.service_support import (
     Method,
     Point,
@@ -267,7 +269,7 @@ def test_no_accepted_model_name_renders_a_path_outside_proto_versions(name_regis
     assert "/" not in name and "\\" not in name and "." not in name and "\x00" not in name
     root = Path("/srv/proto_versions")
     with open_registry(name_registry) as registry:
-        registry.register(schema)
+        register_release(registry, schema)
         files = render_tree(registry.served_packages())
     for file in files:
         target = (root / file.path).resolve()

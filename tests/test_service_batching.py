@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from registry.cli import main
-from service.batching import BatchPolicy, ModelLine
-from service.compile import ProtoTree, load_protos
-from service.server import ModelServer
+from protoreg.cli import main
+from protoreg.service.batching import BatchPolicy, ModelLine
+from protoreg.service.compile import ProtoTree, load_protos
+from protoreg.service.server import ModelServer
 from tests.service_support import BatchModel, raw_call, register_models, running
 
 SERVICE = "batch_model.v1.BatchModelService"

@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 from iris_model import IrisModel
 
-from registry.cli import main
-from service.compile import ProtoTree, load_protos
-from service.server import ServeError
+from protoreg.cli import main
+from protoreg.service.compile import ProtoTree, load_protos
+from protoreg.service.server import ServeError
 from tests.service_support import REPO, EchoModel, raw_call, register_models, repo_protos, running
 
 ZEROS = json.dumps({"sepal_length": 0, "sepal_width": 0, "petal_length": 0, "petal_width": 0})

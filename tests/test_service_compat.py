@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 from google.protobuf import unknown_fields
 
-from registry.cli import main
-from registry.protoc import compile_python
-from service.binding import ReleaseMismatchError
-from service.compile import load_protos
-from service.server import create_server
+from protoreg.cli import main
+from protoreg.registry.protoc import compile_python
+from protoreg.service.binding import ReleaseMismatchError
+from protoreg.service.compile import load_protos
+from protoreg.service.server import create_server
 from tests.service_support import (
     Evolve100,
     Evolve100Changed,

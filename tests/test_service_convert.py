@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.binding import ServedModel, bind_model
-from service.compile import load_protos
+from protoreg.service.binding import ServedModel, bind_model
+from protoreg.service.compile import load_protos
 from tests.service_support import Color, EchoInput, EchoModel, EchoOutput, Level, Point, register_models
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

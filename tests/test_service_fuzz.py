@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from iris_model import IrisModel
 
-from service.compile import ProtoTree, load_protos
+from protoreg.service.compile import ProtoTree, load_protos
 from tests.service_support import (
     CALL_TIMEOUT,
     Evolve100,

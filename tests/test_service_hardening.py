@@ -22,9 +22,9 @@ from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from iris_model import IrisModel
 
-from registry.cli import main
-from service.auth import TokenSource
-from service.compile import ProtoTree, load_protos
+from protoreg.cli import main
+from protoreg.service.auth import TokenSource
+from protoreg.service.compile import ProtoTree, load_protos
 from tests.service_support import (
     EchoModel,
     TreeModel,
@@ -132,7 +132,7 @@ def test_streams_past_max_streams_are_refused_at_once(tree: ProtoTree) -> None:
 def test_a_stuck_model_takes_only_its_own_threads(tree: ProtoTree) -> None:
     """Four calls whose model sleeps longer than their deadline: they end at their deadline, the
     model's line stalls after --predict-timeout, and health and the other model keep answering."""
-    from service.batching import BatchPolicy
+    from protoreg.service.batching import BatchPolicy
 
     with running([IrisModel, EchoModel], tree, workers=4, batch=BatchPolicy(predict_timeout=1.0)) as (
         _server, address), grpc.insecure_channel(address) as channel:

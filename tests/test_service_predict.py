@@ -14,8 +14,8 @@ from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 from iris_model import IrisModel
 
-from service.compile import ProtoTree, load_protos
-from service.server import ModelServer
+from protoreg.service.compile import ProtoTree, load_protos
+from protoreg.service.server import ModelServer
 from tests.service_support import EchoModel, raw_call, register_models, repo_protos, running
 
 ECHO = "/echo_model.v1.EchoModelService"

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import pytest
 
-from service.compile import load_protos
+from protoreg.service.compile import load_protos
 from tests.service_support import EchoModel, register_models, start_serve, stop_process
 
 ECHO = "/echo_model.v1.EchoModelService"

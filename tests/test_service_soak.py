@@ -37,7 +37,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from service.compile import ProtoTree, load_protos
+from protoreg.service.compile import ProtoTree, load_protos
 from tests.service_support import EchoModel, raw_call, register_models, start_serve, stop_process
 
 SOAK_SECONDS = float(os.environ.get("PROTOREG_SOAK_SECONDS", "60"))

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from iris_model import IrisModel
 
-from service.compile import ProtoTree
+from protoreg.service.compile import ProtoTree
 from tests.service_support import REPO, EchoModel, raw_call, repo_protos, running
 
 IRIS_SERVICE = "iris_model.v1.IrisModelService"
@@ -239,10 +239,10 @@ def test_registry_unknown_model_or_major_is_not_found(
 def test_service_never_imports_sqlalchemy_or_the_store() -> None:
     code = (
         "import sys\n"
-        "import service, service.compile, service.convert, service.binding, service.server, "
-        "service.client, service.commands\n"
+        "import protoreg.service, protoreg.service.compile, protoreg.service.convert, "
+        "protoreg.service.binding, protoreg.service.server, protoreg.service.client, protoreg.service.commands\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic') "
-        "or m == 'registry.store')\n"
+        "or m == 'protoreg.registry.store')\n"
         "print(bad)\n"
     )
     result = subprocess.run(

@@ -18,10 +18,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from registry.ledger import build_ledger
-from registry.site.data import ALL_PAIRS_UP_TO, diff_pairs, json_name, site_data
-from registry.site.pages import load_site_data, render_site, write_site
-from registry.store import open_registry
+from protoreg.registry.ledger import build_ledger
+from protoreg.registry.site.data import ALL_PAIRS_UP_TO, diff_pairs, json_name, site_data
+from protoreg.registry.site.pages import load_site_data, render_site, write_site
+from protoreg.registry.database import open_registry
 from tests.site_support import VERSIONS, invoke, site_registry  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,9 +205,9 @@ def test_try_it_describes_the_request_in_the_proto3_json_mapping(data: dict[str,
 
 def test_json_names_match_protoc(tmp_path: Path) -> None:
     """Our lowerCamelCase is protobuf's: compare with the json_name protoc puts in descriptors."""
-    from registry import ir
-    from registry.protoc import compile_descriptor_set
-    from registry.render import render_package
+    from protoreg.registry import ir
+    from protoreg.registry.protoc import compile_descriptor_set
+    from protoreg.registry.render import render_package
 
     names = ["sepal_length", "a_b_c", "x1_y2", "already", "trailing_", "double__under", "with_2d_array"]
     package = ir.Package(
@@ -281,9 +281,9 @@ def check_links(site: Path) -> int:
 def test_beyond_the_cap_the_site_holds_the_usual_pairs_and_says_so(
     site_registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
-    import registry.site.data
+    import protoreg.registry.site.data
 
-    monkeypatch.setattr(registry.site.data, "ALL_PAIRS_UP_TO", 3)
+    monkeypatch.setattr(protoreg.registry.site.data, "ALL_PAIRS_UP_TO", 3)
     with open_registry(site_registry) as registry_:
         loan = model(site_data(registry_), "loan_model")
     assert loan["all_pairs"] is False
@@ -343,7 +343,7 @@ def test_pages_escape_what_they_show_and_mark_what_a_server_serves(data: dict[st
 
 def test_pages_need_neither_the_database_nor_sqlalchemy() -> None:
     code = (
-        "import sys, registry.site.pages as p; "
+        "import sys, protoreg.registry.site.pages as p; "
         "assert 'sqlalchemy' not in sys.modules, sorted(m for m in sys.modules if 'sqlalchemy' in m)[:3]; "
         "print('ok')"
     )

@@ -2,8 +2,8 @@
 
 Each parses its arguments, calls one library function and formats the result. Exit codes: 0 the
 check passed, 100 findings need a bigger bump than declared (or, for ``breaking``, a breaking
-change was found), 1 the check could not complete, 2 usage error. ``registry/cli.py`` adds these
-commands to the ``protoreg`` group.
+change was found), 1 the check could not complete, 2 usage error. ``protoreg/cli.py`` wires these
+commands into the ``protoreg`` group.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from typing import Any
 
 import click
 
-from ..errors import UsageError
+from ..commands import db_url, model_refs_argument, protos_dir, schemas_of
+from ..errors import EXIT_FINDINGS, UsageError
 from .findings import CATEGORIES, FORMATS, Report, format_reports
 from .rules import RULES, Rule
-
-EXIT_FINDINGS = 100
 
 _format_option = click.option(
     "--format",
@@ -36,21 +35,11 @@ def _emit(reports: list[Report], fmt: str) -> None:
         click.get_current_context().exit(EXIT_FINDINGS)
 
 
-def _protos_prefix(ctx: click.Context) -> str:
-    root = ctx.find_root().obj or {}
-    return str(root.get("protos_dir") or "")
-
-
-def _db_url(ctx: click.Context) -> str | None:
-    root = ctx.find_root().obj or {}
-    return root.get("db_url")
-
-
 # -- check ---------------------------------------------------------------------------------
 
 
 @click.command()
-@click.argument("model_refs", nargs=-1, metavar="MODEL_REF...")
+@model_refs_argument
 @click.option("--all", "all_models", is_flag=True, help="Check every entry-point model.")
 @click.option("--against", metavar="VERSION", help="Compare with this release instead of the newest.")
 @_format_option
@@ -62,21 +51,15 @@ def check(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, aga
     compared with the newest release (or --against VERSION) and, for reused numbers and names,
     with every release ever registered. Exit 100 when a finding needs a bigger bump.
     """
-    from ..loader import load_models
-    from ..schema import extract_schema
-    from ..store import open_registry
+    from ..database import open_registry
     from .gate import check_schema
 
-    if not model_refs and not all_models:
-        raise UsageError("name at least one MODEL_REF (module:Class or an entry-point name), or pass --all")
-    models = load_models(model_refs, all_models)
-    if not models:
-        raise UsageError("--all found no installed models in the protoreg.models entry points; install one")
-    if against is not None and len(models) > 1:
+    schemas = schemas_of(model_refs, all_models)
+    if against is not None and len(schemas) > 1:
         raise UsageError("--against names one version of one model; check one MODEL_REF at a time with it")
-    schemas = [extract_schema(m) for m in models]
-    with open_registry(_db_url(ctx)) as registry:
-        reports = [check_schema(registry, s, against=against, file_prefix=_protos_prefix(ctx)) for s in schemas]
+    prefix = str(protos_dir(ctx))
+    with open_registry(db_url(ctx)) as registry:
+        reports = [check_schema(registry, s, against=against, file_prefix=prefix) for s in schemas]
     _emit(reports, fmt)
 
 
@@ -94,13 +77,13 @@ def diff(ctx: click.Context, model: str, v1: str, v2: str, fmt: str) -> None:
 
     Exit 100 when V2's version bump over V1 is too small for what changed.
     """
-    from ..store import open_registry
+    from ..database import open_registry
     from .engine import diff_releases
 
-    with open_registry(_db_url(ctx)) as registry:
+    with open_registry(db_url(ctx)) as registry:
         releases = registry.releases(model)
         first, second = registry.release(model, v1), registry.release(model, v2)
-    report = diff_releases(releases, first, second, file_prefix=_protos_prefix(ctx))
+    report = diff_releases(releases, first, second, file_prefix=str(protos_dir(ctx)))
     _emit([report], fmt)
 
 
@@ -135,17 +118,10 @@ def breaking(new: Path, against: tuple[Path, ...], categories: tuple[str, ...], 
     clients (needs a major bump); history given with several --against is checked for numbers
     and names that come back with another meaning.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .descriptors import load_tree
+    from .descriptors import load_trees
     from .engine import check_trees
 
-    # Each directory is compiled by its own protoc process; running them side by side halves the
-    # wait on a two-core machine (the IR conversion after each is quick).
-    paths = [*against, new]
-    with ThreadPoolExecutor(max_workers=min(4, len(paths))) as pool:
-        loaded = list(pool.map(load_tree, paths))
-    trees, after = loaded[:-1], loaded[-1]
+    *trees, after = load_trees([*against, new])
     report = check_trees(
         trees[-1],
         after,
@@ -176,6 +152,8 @@ def _rule_dict(rule: Rule) -> dict[str, Any]:
         "request_bump": rule.request,
         "response_bump": rule.response,
         "warns": rule.warn,
+        "level": rule.level,
+        "buf": list(rule.buf),
         "reference": rule.reference,
         "deprecated_by": rule.deprecated_by,
     }
@@ -202,13 +180,22 @@ def rules_markdown() -> str:
         "Categories: WIRE breaks the binary encoding, WIRE_JSON the JSON encoding, SOURCE "
         "generated code, SEMANTIC what values mean. See docs/compat.md.",
         "",
-        "| ID | category | request | response | description |",
-        "|---|---|---|---|---|",
+        "The buf column names the `buf breaking` rules that report the same change (in buf's own "
+        "categories, which may differ); `tests/test_compat_buf.py` compares the two rule by rule.",
+        "",
+        "| ID | category | request | response | buf | description |",
+        "|---|---|---|---|---|---|",
     ]
     for r in RULES:
-        warn = {"never": "", "response": " Warns in responses.", "always": " Always warns."}[r.warn]
+        level = {
+            "info": "",
+            "warning_in_responses": " Warns in responses.",
+            "warning": " Always warns.",
+            "error": " Always an error.",
+        }[r.level]
+        buf = ", ".join(f"`{b}`" for b in r.buf)
         lines.append(
-            f"| `{r.id}` | {r.category} | {r.request} | {r.response} | **{r.name}**: {r.description}{warn} "
+            f"| `{r.id}` | {r.category} | {r.request} | {r.response} | {buf} | **{r.name}**: {r.description}{level} "
             f"([ref]({r.reference.removeprefix('docs/')})) |"
         )
     return "\n".join(lines) + "\n"

@@ -5,16 +5,17 @@ IR packages, one per file: nested messages and enums get dotted names (``Order.L
 types are full names (``acme.v1.Order.Line``, ``google.protobuf.Timestamp``), map entries become
 ``map`` fields, proto3 ``optional`` and real oneof members have explicit presence, plain proto3
 scalars implicit presence (``singular``), proto2 ``required`` sets ``Field.required``. What the IR
-has no place for is kept per field in ``Package.extra["facts"]`` (message -> number -> facts):
-``oneof`` (a real oneof's name), ``wire_required`` (proto2 ``required``), ``default`` (proto2
-default value) and ``entry`` (the full name of a map's entry message). The resolved features of
-each message and enum are kept in ``Package.extra["features"]`` (name -> feature -> value name):
-``json_format`` (``ALLOW`` or ``LEGACY_BEST_EFFORT``) for both, ``enum_type`` (``OPEN`` or
-``CLOSED``) for enums.
+has no place for is kept per field in ``Package.facts`` as :class:`~protoreg.registry.ir.FieldFacts`: a
+real oneof's name, proto2 ``required`` and defaults, and a map's entry message. The resolved
+features of each message and enum are kept in ``Package.features`` (name -> feature -> value
+name): ``json_format`` (``ALLOW`` or ``LEGACY_BEST_EFFORT``) for both, ``enum_type`` (``OPEN``
+or ``CLOSED``) for enums.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -23,26 +24,10 @@ from google.protobuf import descriptor_pb2
 from .. import ir
 from ..errors import ProtoregError
 from ..protoc import compile_descriptor_set, proto_files
+from ..typemap import DESCRIPTOR_SCALARS, Kind
 
 FDP = descriptor_pb2.FieldDescriptorProto
 
-_SCALARS = {
-    FDP.TYPE_DOUBLE: "double",
-    FDP.TYPE_FLOAT: "float",
-    FDP.TYPE_INT32: "int32",
-    FDP.TYPE_INT64: "int64",
-    FDP.TYPE_UINT32: "uint32",
-    FDP.TYPE_UINT64: "uint64",
-    FDP.TYPE_SINT32: "sint32",
-    FDP.TYPE_SINT64: "sint64",
-    FDP.TYPE_FIXED32: "fixed32",
-    FDP.TYPE_FIXED64: "fixed64",
-    FDP.TYPE_SFIXED32: "sfixed32",
-    FDP.TYPE_SFIXED64: "sfixed64",
-    FDP.TYPE_BOOL: "bool",
-    FDP.TYPE_STRING: "string",
-    FDP.TYPE_BYTES: "bytes",
-}
 MESSAGE_NUMBER_END = ir.FIELD_NUMBER_MAX + 1  # descriptor message ranges are end-exclusive
 
 Features = dict[str, str]  # feature name -> value name, e.g. {"json_format": "ALLOW"}
@@ -73,6 +58,13 @@ def load_tree(path: Path) -> list[ir.Package]:
     raise ProtoregError(f'"{path}" does not exist; pass a directory of .proto files or a FileDescriptorSet file')
 
 
+def load_trees(paths: Sequence[Path]) -> list[list[ir.Package]]:
+    """:func:`load_tree` for each path, side by side: each directory is compiled by its own
+    ``protoc`` process, so on two cores the wait halves (the IR conversion after each is quick)."""
+    with ThreadPoolExecutor(max_workers=max(1, min(4, len(paths)))) as pool:
+        return list(pool.map(load_tree, paths))
+
+
 def _type_name(name: str) -> str:
     return name[1:] if name.startswith(".") else name
 
@@ -80,7 +72,7 @@ def _type_name(name: str) -> str:
 def file_to_package(file: descriptor_pb2.FileDescriptorProto) -> ir.Package:
     messages: list[ir.Message] = []
     enums: list[ir.Enum] = []
-    facts: dict[str, dict[int, dict[str, object]]] = {}
+    facts: dict[str, dict[int, ir.FieldFacts]] = {}
     features: dict[str, Features] = {}
     proto3 = file.syntax == "proto3"
     prefix = f".{file.package}." if file.package else "."
@@ -99,19 +91,16 @@ def file_to_package(file: descriptor_pb2.FileDescriptorProto) -> ir.Package:
         features[name] = {k: resolved[k] for k in _MESSAGE_FEATURES}
         entries = {f"{prefix}{name}.{m.name}": m for m in message.nested_type if m.options.map_entry}
         fields: list[ir.Field] = []
-        message_facts: dict[int, dict[str, object]] = {}
+        message_facts: dict[int, ir.FieldFacts] = {}
         for f in message.field:
             in_real_oneof = f.HasField("oneof_index") and not f.proto3_optional
-            known: dict[str, object] = {}
-            if in_real_oneof:
-                known["oneof"] = message.oneof_decl[f.oneof_index].name
-            if f.label == FDP.LABEL_REQUIRED:
-                known["wire_required"] = True
-            if f.HasField("default_value"):
-                known["default"] = f.default_value
-            if f.label == FDP.LABEL_REPEATED and f.type_name in entries:
-                known["entry"] = _type_name(f.type_name)
-            if known:
+            known = ir.FieldFacts(
+                oneof=message.oneof_decl[f.oneof_index].name if in_real_oneof else None,
+                wire_required=f.label == FDP.LABEL_REQUIRED,
+                default=f.default_value if f.HasField("default_value") else None,
+                entry=_type_name(f.type_name) if f.label == FDP.LABEL_REPEATED and f.type_name in entries else None,
+            )
+            if known != ir.NO_FACTS:
                 message_facts[f.number] = known
             fields.append(_field(f, entries, proto3, in_real_oneof))
         if message_facts:
@@ -157,15 +146,16 @@ def file_to_package(file: descriptor_pb2.FileDescriptorProto) -> ir.Package:
         enums=tuple(enums),
         services=services,
         file_name=file.name,
-        extra={"facts": facts, "features": features, "syntax": file.syntax or "proto2"},
+        facts=facts,
+        features=features,
     )
 
 
 def file_edition(file: descriptor_pb2.FileDescriptorProto) -> int:
     """The file's edition; proto2 and proto3 files are the editions ``EDITION_PROTO2``/``PROTO3``."""
     if file.syntax == "editions":
-        return file.edition
-    return descriptor_pb2.EDITION_PROTO3 if file.syntax == "proto3" else descriptor_pb2.EDITION_PROTO2
+        return int(file.edition)
+    return int(descriptor_pb2.EDITION_PROTO3 if file.syntax == "proto3" else descriptor_pb2.EDITION_PROTO2)
 
 
 def edition_defaults(edition: int) -> Features:
@@ -223,9 +213,9 @@ def _field(
     return ir.Field(f.name, f.number, type_, kind, label, required=f.label == FDP.LABEL_REQUIRED, json_name=json_name)
 
 
-def _kind_and_type(f: descriptor_pb2.FieldDescriptorProto) -> tuple[ir.Kind, str]:
-    if f.type in _SCALARS:
-        return "scalar", _SCALARS[f.type]
+def _kind_and_type(f: descriptor_pb2.FieldDescriptorProto) -> tuple[Kind, str]:
+    if f.type in DESCRIPTOR_SCALARS:
+        return "scalar", DESCRIPTOR_SCALARS[f.type]
     if f.type == FDP.TYPE_ENUM:
         return "enum", _type_name(f.type_name)
     return "message", _type_name(f.type_name)  # messages and groups

@@ -12,22 +12,22 @@ another meaning. :func:`check_release` and :func:`check_trees` turn findings int
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from functools import cache
-from typing import Any, Literal
+from typing import Literal, TypedDict, TypeVar
 
 from .. import ir
 from ..errors import NotFoundError
 from ..lineage import Lineage
 from ..versioning import Bump, bump_rank, declared_bump, parse_version
-from .findings import Category, Direction, Finding, Level, Report, max_bump
-from .rules import (
-    HANDLERS,
-    RULES_BY_ID,
+from .findings import Category, Direction, Finding, Report, max_bump
+from .pairs import (
     EnumPair,
     EnumValuePair,
     FieldPair,
     HistoryPair,
+    Hit,
     Holder,
     MessagePair,
     PackagePair,
@@ -37,8 +37,9 @@ from .rules import (
     RpcPair,
     ServicePair,
     Subject,
-    rules_for,
 )
+from .rules import HANDLERS, RULES_BY_ID, Rule, rules_for
+from .sources import Release
 from .view import View, build_view, short_name, type_change
 
 CATEGORY_SCOPES: dict[str, tuple[Category, ...]] = {
@@ -57,8 +58,22 @@ def _merge_directions(*directions: Direction | None) -> Direction:
     return "both"
 
 
+K = TypeVar("K")
+_Active = tuple[tuple[Rule, Callable[[Pair], Iterator[Hit]]], ...]
+
+
+class _Where(TypedDict):
+    """What every pair carries besides its subject (see ``pairs.Pair``)."""
+
+    path: str
+    direction: Direction
+    file: str
+    before_view: View
+    after_view: View
+
+
 @cache
-def _active(subject: Subject, categories: frozenset[str] | None) -> tuple[tuple[Any, Any], ...]:
+def _active(subject: Subject, categories: frozenset[str] | None) -> _Active:
     """The (rule, handler) pairs that run on ``subject`` for ``categories``, in declaration order."""
     return tuple(
         (rule, HANDLERS[rule.id])
@@ -96,7 +111,7 @@ def compare(
 
     ``history`` should end with ``before`` itself (oldest first); it is added when missing.
     ``lineage``, when given, replaces ``history``: the summary of every earlier snapshot, the
-    baseline folded in last (see :mod:`registry.lineage`).
+    baseline folded in last (see :mod:`protoreg.registry.lineage`).
     """
     if lineage is None:
         if not history or history[-1] is not before:
@@ -126,7 +141,7 @@ class _Walk:
         self.pair_by_name = pair_by_name
         self.categories = categories
 
-    def common(self, path: str, direction: Direction, file: str) -> dict[str, Any]:
+    def common(self, path: str, direction: Direction, file: str) -> _Where:
         return {
             "path": path,
             "direction": direction,
@@ -199,7 +214,7 @@ class _Walk:
     # messages and fields -----------------------------------------------------------------
 
     @staticmethod
-    def moves(before: dict[str, Any], after: dict[str, Any]) -> dict[str, str]:
+    def moves(before: Mapping[str, object], after: Mapping[str, object]) -> dict[str, str]:
         """New key -> old key for things that vanished and reappeared under one short name."""
         gone = [k for k in before if k not in after]
         new = [k for k in after if k not in before]
@@ -254,7 +269,8 @@ class _Walk:
                     pairs.append((left_b.pop(number), left_a.pop(other.number)))
         pairs += [(f, None) for f in left_b.values()]
         pairs += [(None, f) for f in left_a.values()]
-        b_facts, a_facts = self.b.facts.get(old_key, {}), self.a.facts.get(key, {})
+        no_facts: dict[int, ir.FieldFacts] = {}
+        b_facts, a_facts = self.b.facts.get(old_key, no_facts), self.a.facts.get(key, no_facts)
         for bf, af in pairs:
             name = (af or bf).name  # type: ignore[union-attr]
             pair = FieldPair(
@@ -263,8 +279,8 @@ class _Walk:
                 after=af,
                 before_message=bm,
                 after_message=am,
-                before_facts=b_facts.get(bf.number, {}) if bf else {},
-                after_facts=a_facts.get(af.number, {}) if af else {},
+                before_facts=b_facts.get(bf.number, ir.NO_FACTS) if bf else ir.NO_FACTS,
+                after_facts=a_facts.get(af.number, ir.NO_FACTS) if af else ir.NO_FACTS,
                 **self.common(f"{key}.{name}", direction, file),
             )
             yield from self.run("field", pair)
@@ -304,7 +320,7 @@ class _Walk:
                 yield from self.reservations("enum", key, be, ae, restored, direction, file)
 
     def reservations(
-        self, kind: Literal["message", "enum"], key: str, before: Any, after: Any,
+        self, kind: Literal["message", "enum"], key: str, before: ir.Message | ir.Enum, after: ir.Message | ir.Enum,
         restored: list[tuple[int, str]], direction: Direction, file: str,
     ) -> Iterator[Finding]:
         """The reserved-range pair of one message or enum; ``restored`` came back from history."""
@@ -356,7 +372,7 @@ class _Walk:
             yield from self._history_pairs("enum", key, values, old)
 
     def _history_pairs(
-        self, kind: Literal["message", "enum"], key: str, items: list[tuple[str, int, Any]],
+        self, kind: Literal["message", "enum"], key: str, items: Sequence[tuple[str, int, ir.Field | None]],
         base: list[tuple[str, int]],
     ) -> Iterator[Finding]:
         """One HistoryPair per field or enum value; what the baseline already had is not history."""
@@ -382,7 +398,7 @@ class _Walk:
             yield from self.run("history", pair)
 
 
-def _union(a: dict[Any, Any], b: dict[Any, Any]) -> list[Any]:
+def _union(a: Mapping[K, object], b: Mapping[K, object]) -> list[K]:
     return [*a, *(k for k in b if k not in a)]
 
 
@@ -394,51 +410,15 @@ def _values_by_number(enum: ir.Enum) -> dict[int, tuple[str, ...]]:
 
 
 def _with_levels(findings: Sequence[Finding], declared: Bump) -> tuple[Finding, ...]:
-    out = []
-    for f in findings:
-        rule = RULES_BY_ID[f.rule]
-        level: Level
-        if bump_rank(f.required_bump) > bump_rank(declared) or f.rule == "VERSION_WENT_BACKWARDS":
-            level = "error"
-        elif rule.warns(f.direction):
-            level = "warning"
-        else:
-            level = "info"
-        out.append(
-            Finding(
-                f.rule,
-                f.category,
-                f.direction,
-                f.path,
-                f.message,
-                f.before,
-                f.after,
-                f.required_bump,
-                level,
-                f.file,
-            )
-        )
-    return tuple(out)
+    return tuple(
+        replace(f, level=RULES_BY_ID[f.rule].level_of(f.direction, f.required_bump, declared)) for f in findings
+    )
 
 
 def _prefix(findings: Sequence[Finding], prefix: str) -> list[Finding]:
     if not prefix:
         return list(findings)
-    return [
-        Finding(
-            f.rule,
-            f.category,
-            f.direction,
-            f.path,
-            f.message,
-            f.before,
-            f.after,
-            f.required_bump,
-            f.level,
-            f"{prefix.rstrip('/')}/{f.file}" if f.file else f.file,
-        )
-        for f in findings
-    ]
+    return [replace(f, file=f"{prefix.rstrip('/')}/{f.file}") if f.file else f for f in findings]
 
 
 # -- verdicts ------------------------------------------------------------------------------
@@ -446,7 +426,7 @@ def _prefix(findings: Sequence[Finding], prefix: str) -> list[Finding]:
 
 def check_release(
     model: str,
-    releases: Sequence[Any],
+    releases: Sequence[Release],
     package: ir.Package,
     version: str,
     fingerprint: str | None = None,
@@ -456,7 +436,7 @@ def check_release(
 ) -> Report:
     """Check the release ``version`` of ``model`` (numbered as ``package``) against the registry.
 
-    ``releases`` are the model's :class:`~registry.store.ReleaseInfo`\\s, oldest first. The
+    ``releases`` are the model's :class:`~protoreg.registry.store.ReleaseInfo`\\s, oldest first. The
     baseline is ``against`` or the newest release; every other release is history. A release
     already registered under ``version`` is left out of the history (it is what is re-checked).
     """
@@ -483,7 +463,7 @@ def check_release(
     return _verdict(model, baseline, newest, before, lineage, package, version, fingerprint, file_prefix)
 
 
-def diff_releases(releases: Sequence[Any], first: Any, second: Any, *, file_prefix: str = "") -> Report:
+def diff_releases(releases: Sequence[Release], first: Release, second: Release, *, file_prefix: str = "") -> Report:
     """``protoreg diff``: the findings between two registered releases, ``second`` checked against ``first``.
 
     ``releases`` are every release of the model, oldest first (registration order). The history
@@ -506,7 +486,7 @@ def diff_releases(releases: Sequence[Any], first: Any, second: Any, *, file_pref
 
 def check_against_newest(
     model: str,
-    newest: Any,
+    newest: Release | None,
     lineage: Lineage,
     package: ir.Package,
     version: str,
@@ -545,7 +525,7 @@ def _first_release(model: str, version: str) -> Report:
     )
 
 
-def _unchanged(model: str, baseline: Any, version: str, fingerprint: str | None) -> Report | None:
+def _unchanged(model: str, baseline: Release, version: str, fingerprint: str | None) -> Report | None:
     declared = parse_version(version)
     if declared == baseline.parsed_version and fingerprint is not None and fingerprint == baseline.fingerprint:
         return Report(
@@ -563,8 +543,8 @@ def _unchanged(model: str, baseline: Any, version: str, fingerprint: str | None)
 
 def _verdict(
     model: str,
-    baseline: Any,
-    newest: Any,
+    baseline: Release,
+    newest: Release,
     before: View,
     lineage: Lineage,
     package: ir.Package,

@@ -1,7 +1,7 @@
-"""The compatibility verdict for a model schema against its registry: ``check`` and the gate
+"""The compatibility verdict for a model schema against its registry: ``check``, and the gate
 ``register`` runs inside its transaction before anything is written.
 
-Both read the model's :class:`~registry.store.ReleaseLine`: the newest release and the lineage of
+Both read the model's release line (``sources.ReleaseLine``): the newest release and the lineage of
 every release, so a check costs the same at release 10 and at release 1000. Only a check against
 an older baseline (``--against``), or of a version registered before the newest, parses every
 release.
@@ -9,16 +9,18 @@ release.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from ..errors import NotFoundError, ProtoregError
+from .. import ir
+from ..errors import EXIT_FINDINGS, NotFoundError, ProtoregError
 from ..numbering import Numbered, allocate_numbers
+from ..registration import RegisterResult, register_release
 from ..schema import ModelSchema
+from ..store import Registry
 from ..versioning import parse_version
 from .engine import check_against_newest, check_release
 from .findings import Report
-
-EXIT_FINDINGS = 100
+from .sources import ReleaseLine, ReleaseSource
 
 
 class BumpTooSmallError(ProtoregError):
@@ -31,7 +33,9 @@ class BumpTooSmallError(ProtoregError):
         super().__init__(report.summary())
 
 
-def check_schema(registry: Any, schema: ModelSchema, *, against: str | None = None, file_prefix: str = "") -> Report:
+def check_schema(
+    registry: ReleaseSource, schema: ModelSchema, *, against: str | None = None, file_prefix: str = ""
+) -> Report:
     """Number ``schema`` against the registry's history (writing nothing) and check it."""
     line = registry.release_line(schema.model)
     if against is not None and (line is None or not line.versions):
@@ -41,17 +45,22 @@ def check_schema(registry: Any, schema: ModelSchema, *, against: str | None = No
 
 
 def check_line(
-    line: Any, package: Any, schema: ModelSchema, *, against: str | None = None, file_prefix: str = ""
+    line: ReleaseLine | None,
+    package: ir.Package,
+    schema: ModelSchema,
+    *,
+    against: str | None = None,
+    file_prefix: str = "",
 ) -> Report:
-    """Check ``package`` (``schema`` numbered) against a :class:`~registry.store.ReleaseLine`.
+    """Check ``package`` (``schema`` numbered) against a model's release line.
 
     The lineage answers the history rules when the baseline is the newest release and it was
     registered last; anything else reads every release, as :func:`check_release` always did.
     """
-    if line is None or not line.versions:
+    newest = line.newest if line is not None else None
+    if line is None or newest is None:  # no releases yet (a release line has a newest once it has one)
         return check_release(schema.model, [], package, schema.version, schema.fingerprint, against=against,
                              file_prefix=file_prefix)
-    newest = line.newest
     fast = (
         line.newest_is_last
         and (against is None or against == newest.version)
@@ -79,7 +88,34 @@ class ReleaseGate:
         self.file_prefix = file_prefix
         self.report: Report | None = None
 
-    def __call__(self, line: Any, numbered: Numbered, schema: ModelSchema) -> None:
+    def __call__(self, line: ReleaseLine, numbered: Numbered, schema: ModelSchema) -> None:
         self.report = check_line(line, numbered.package, schema, file_prefix=self.file_prefix)
         if not self.report.passed:
             raise BumpTooSmallError(self.report)
+
+
+@dataclass(frozen=True)
+class GatedRegistration:
+    """What ``protoreg register`` did with one schema. ``result`` is None when the gate refused it;
+    ``report`` is the gate's verdict (None only when the gate never ran)."""
+
+    schema: ModelSchema
+    result: RegisterResult | None
+    report: Report | None
+
+    @property
+    def refused(self) -> bool:
+        return self.result is None
+
+
+def register_checked(
+    registry: Registry, schema: ModelSchema, *, dry_run: bool = False, file_prefix: str = ""
+) -> GatedRegistration:
+    """Register ``schema`` behind the compatibility gate: refused, nothing written, when its
+    version bump is too small for what changed."""
+    gate = ReleaseGate(file_prefix=file_prefix)
+    try:
+        result = register_release(registry, schema, dry_run=dry_run, gate=gate)
+    except BumpTooSmallError as error:
+        return GatedRegistration(schema, None, error.report)
+    return GatedRegistration(schema, result, gate.report)

@@ -1,10 +1,18 @@
-"""The compatibility rules: one declaration (data) and one handler (the comparison) per rule.
+"""The compatibility rules: one decorated handler per rule, its declaration in the decorator.
 
-A declaration says what the rule is for, its category and the bump it requires when the subject
-travels in requests and when it travels in responses. A handler is named after the rule ID in
-lower case and receives one *pair* from the engine (``before``/``after``, either may be
-missing); it returns the sentences describing what changed and contains no traversal at all.
-IDs are permanent: a retired rule stays declared with ``deprecated_by`` naming its successor.
+``@rule(id=..., name=..., description=..., category=..., request=..., response=..., ...)`` on a
+handler is the whole rule: the keywords are the data (cargo-semver-checks' lint declarations,
+buf's rule list), the function is the comparison. The handler is named after the ID in lower case
+and receives one *pair* from the engine (``pairs.py``: ``before``/``after``, either may be
+missing); the type of its ``pair`` parameter says what the rule looks at. It yields the
+sentences describing what changed and contains no traversal at all. Rules run in the order they
+are declared here, which is the order of ``protoreg rules`` and of findings.
+
+A declaration says what the rule is for, its category, the bump it requires when the subject
+travels in requests and in responses, the level a finding gets when the declared bump covers it
+(``level``), and the ``buf breaking`` rules that report the same change (``buf``, so the
+differential test compares rule by rule). IDs are permanent: a retired rule stays declared with
+``deprecated_by`` naming its successor, and no longer runs.
 
 Direction (DESIGN.md, Compatibility): a request message must stay readable by the server when
 old clients send it; a response message must stay readable by old clients. So a new required
@@ -14,20 +22,36 @@ removed input field is minor.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from dataclasses import field as dc_field
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
 from .. import ir
-from ..versioning import Bump, bump_rank
-from .findings import Category, Direction
-from .view import View, covered, json_name, presence, type_change, type_text, uncovered
+from ..versioning import Bump, bump_rank, parse_version
+from .findings import Category, Direction, Level
+from .pairs import (
+    EnumPair,
+    EnumValuePair,
+    FieldPair,
+    HistoryPair,
+    Hit,
+    Holder,
+    MessagePair,
+    PackagePair,
+    Pair,
+    ReleasePair,
+    ReservedPair,
+    RpcPair,
+    ServicePair,
+    Subject,
+)
+from .view import covered, json_name, presence, type_change, uncovered
 
-Subject = Literal[
-    "package", "service", "rpc", "message", "field", "enum", "enum_value", "reserved", "history", "release"
-]
-Warn = Literal["never", "response", "always"]
+LevelPolicy = Literal["info", "warning", "warning_in_responses", "error"]
+"""The level of a finding whose bump the declared version covers: ``info``; ``warning`` (always,
+or only in responses); or ``error``, which fails the check whatever the bump. A finding whose bump
+the declared version does not cover is always an error."""
 
 PROTO_UPDATING = "https://protobuf.dev/programming-guides/proto3/#updating"
 PROTO_JSON = "https://protobuf.dev/programming-guides/json/"
@@ -38,7 +62,7 @@ CARGO_SEMVER = "https://doc.rust-lang.org/cargo/reference/semver.html"
 DESIGN = "docs/compat.md#direction"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Rule:
     """One rule, as data. ``request``/``response`` are the bumps it requires in each direction."""
 
@@ -50,7 +74,8 @@ class Rule:
     request: Bump
     response: Bump
     reference: str
-    warn: Warn = "never"
+    level: LevelPolicy = "info"
+    buf: tuple[str, ...] = ()
     deprecated_by: str | None = None
 
     def bump(self, direction: Direction) -> Bump:
@@ -61,660 +86,65 @@ class Rule:
         return max(self.request, self.response, key=bump_rank)
 
     def warns(self, direction: Direction) -> bool:
-        return self.warn == "always" or (self.warn == "response" and direction != "request")
+        """Whether a finding the declared bump covers is a warning (rather than info) this way."""
+        return self.level == "warning" or (self.level == "warning_in_responses" and direction != "request")
+
+    def level_of(self, direction: Direction, required: Bump, declared: Bump) -> Level:
+        """The level of a finding of this rule: an error when the declared bump is too small."""
+        if self.level == "error" or bump_rank(required) > bump_rank(declared):
+            return "error"
+        return "warning" if self.warns(direction) else "info"
+
+    @property
+    def warn(self) -> Literal["never", "response", "always"]:
+        """When the rule warns, as ``protoreg rules --format json`` has always said it."""
+        return {"warning": "always", "warning_in_responses": "response"}.get(self.level, "never")  # type: ignore[return-value]
 
 
-# -- pairs ---------------------------------------------------------------------------------
+PairT = TypeVar("PairT", bound=Pair)
+Handler = Callable[[PairT], Iterator[Hit]]
+
+_DECLARED: dict[str, Rule] = {}
+HANDLERS: dict[str, Callable[[Pair], Iterator[Hit]]] = {}
+"""Rule ID -> handler. The engine hands a handler only pairs of its rule's subject, which is the
+handler's own pair type, so the narrower parameter type holds."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class Pair:
-    """What the engine hands a handler: where it is, which way it travels, both views."""
+def rule(
+    *,
+    id: str,  # noqa: A002 - the keyword reads as the rule's ID, as in buf and cargo-semver-checks
+    name: str,
+    description: str,
+    category: Category,
+    request: Bump,
+    response: Bump,
+    reference: str,
+    level: LevelPolicy = "info",
+    buf: tuple[str, ...] = (),
+    deprecated_by: str | None = None,
+) -> Callable[[Handler[PairT]], Handler[PairT]]:
+    """Declare the rule ``id`` with the decorated function as its handler (see the module docstring)."""
 
-    path: str
-    direction: Direction
-    file: str
-    before_view: View
-    after_view: View
+    def declare(handler: Handler[PairT]) -> Handler[PairT]:
+        if handler.__name__ != id.lower():
+            raise TypeError(f'the handler of {id} must be named "{id.lower()}", not "{handler.__name__}"')
+        if id in _DECLARED:
+            raise TypeError(f"rule {id} is declared twice")
+        pair_type = typing.get_type_hints(handler)["pair"]
+        _DECLARED[id] = Rule(
+            id=id, name=name, description=description, category=category, subject=pair_type.subject,
+            request=request, response=response, reference=reference, level=level, buf=buf,
+            deprecated_by=deprecated_by,
+        )
+        HANDLERS[id] = typing.cast(Callable[[Pair], Iterator[Hit]], handler)
+        return handler
 
-
-@dataclass(frozen=True, kw_only=True)
-class PackagePair(Pair):
-    before: str
-    after: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServicePair(Pair):
-    name: str
-    before: ir.Service | None
-    after: ir.Service | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class RpcPair(Pair):
-    service: str
-    before: ir.Method | None
-    after: ir.Method | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class MessagePair(Pair):
-    name: str
-    before: ir.Message | None
-    after: ir.Message | None
-    moved_from: str | None = None
-    before_features: dict[str, str] = dc_field(default_factory=dict)  # descriptors.py: json_format
-    after_features: dict[str, str] = dc_field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class FieldPair(Pair):
-    message: str
-    before: ir.Field | None
-    after: ir.Field | None
-    before_message: ir.Message | None
-    after_message: ir.Message | None
-    before_facts: dict[str, Any] = dc_field(default_factory=dict)  # descriptors.py: oneof, default...
-    after_facts: dict[str, Any] = dc_field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class EnumPair(Pair):
-    name: str
-    before: ir.Enum | None
-    after: ir.Enum | None
-    before_features: dict[str, str] = dc_field(default_factory=dict)  # descriptors.py: enum_type, json_format
-    after_features: dict[str, str] = dc_field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class EnumValuePair(Pair):
-    enum: str
-    number: int
-    before: tuple[str, ...]  # names with this number (several with allow_alias)
-    after: tuple[str, ...]
-    after_enum: ir.Enum | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReservedPair(Pair):
-    """A message or enum present on both sides; ``kind`` is ``message`` or ``enum``."""
-
-    kind: Literal["message", "enum"]
-    name: str
-    before: ir.Message | ir.Enum
-    after: ir.Message | ir.Enum
-    restored_numbers: frozenset[int]
-    restored_names: frozenset[str]
-
-
-@dataclass(frozen=True)
-class Holder:
-    """Who held a number or a name in an earlier snapshot of the history."""
-
-    label: str
-    name: str
-    number: int
-    field: ir.Field | None  # None for enum values
-
-
-@dataclass(frozen=True, kw_only=True)
-class HistoryPair(Pair):
-    """One field or enum value of ``after`` against every earlier snapshot it is not paired with.
-
-    ``number_holder``/``name_holder`` are the newest earlier holders of its number and of its
-    name; ``number_reserved``/``name_reserved`` the newest snapshot that reserved them.
-    """
-
-    kind: Literal["message", "enum"]
-    scope: str
-    name: str
-    number: int
-    after: ir.Field | None
-    number_holder: Holder | None
-    name_holder: Holder | None
-    number_reserved: str | None
-    name_reserved: str | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReleasePair(Pair):
-    model: str
-    before: str  # the baseline version
-    newest: str  # the newest registered version
-    after: str  # the declared version
-    schema_changed: bool
-
-
-@dataclass(frozen=True)
-class Hit:
-    """What a handler found: the sentence and the two values it compares."""
-
-    message: str
-    before: str | None = None
-    after: str | None = None
-
-
-# -- declarations ---------------------------------------------------------------------------
-
-
-RULES: tuple[Rule, ...] = (
-    # package, services, RPCs
-    Rule(
-        "PACKAGE_CHANGED",
-        "package changed",
-        "A file (or the model's proto package) moved to another proto package; every full type "
-        "name and RPC path changes.",
-        "WIRE",
-        "package",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "SERVICE_ADDED",
-        "service added",
-        "A new service appeared.",
-        "SOURCE",
-        "service",
-        "minor",
-        "minor",
-        BUF_RULES,
-    ),
-    Rule(
-        "SERVICE_REMOVED",
-        "service removed",
-        "A service disappeared; clients calling it get UNIMPLEMENTED.",
-        "SOURCE",
-        "service",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "RPC_ADDED",
-        "RPC added",
-        "A new RPC appeared on a service.",
-        "SOURCE",
-        "rpc",
-        "minor",
-        "minor",
-        BUF_RULES,
-    ),
-    Rule(
-        "RPC_REMOVED",
-        "RPC removed",
-        "An RPC disappeared from a service; clients calling it get UNIMPLEMENTED.",
-        "SOURCE",
-        "rpc",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "RPC_REQUEST_TYPE_CHANGED",
-        "RPC request type changed",
-        "An RPC takes another request message.",
-        "WIRE",
-        "rpc",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "RPC_RESPONSE_TYPE_CHANGED",
-        "RPC response type changed",
-        "An RPC returns another response message.",
-        "WIRE",
-        "rpc",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "RPC_STREAMING_CHANGED",
-        "RPC streaming changed",
-        "An RPC changed client or server streaming; calls of the old shape fail.",
-        "WIRE",
-        "rpc",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    # messages
-    Rule(
-        "MESSAGE_ADDED",
-        "message added",
-        "A new message type appeared.",
-        "SOURCE",
-        "message",
-        "minor",
-        "minor",
-        BUF_RULES,
-    ),
-    Rule(
-        "MESSAGE_REMOVED",
-        "message removed",
-        "A message type disappeared; generated code that names it breaks, and in responses old "
-        "clients lose what it carried.",
-        "SOURCE",
-        "message",
-        "minor",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "MESSAGE_MOVED",
-        "message moved",
-        "A message moved to another parent or package under the same short name; its full name, "
-        "and so every field that refers to it, changed.",
-        "SOURCE",
-        "message",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "MESSAGE_JSON_FORMAT_CHANGED",
-        "message JSON format support dropped",
-        "A message's json_format feature went from ALLOW to LEGACY_BEST_EFFORT (set in editions, or "
-        "the message moved from a proto3 to a proto2 file): protoc no longer guarantees that its "
-        "JSON mapping is well defined, so JSON clients may meet clashing keys.",
-        "WIRE_JSON",
-        "message",
-        "major",
-        "major",
-        PROTO_FEATURES,
-    ),
-    # fields
-    Rule(
-        "FIELD_ADDED_REQUIRED",
-        "required field added",
-        "A new field the model needs: old clients do not send it, so in a request it breaks them; "
-        "in a response old clients just ignore it.",
-        "SEMANTIC",
-        "field",
-        "major",
-        "minor",
-        DESIGN,
-    ),
-    Rule(
-        "FIELD_ADDED_OPTIONAL",
-        "optional field added",
-        "A new field that may be absent: old readers skip it as unknown.",
-        "SOURCE",
-        "field",
-        "minor",
-        "minor",
-        DESIGN,
-    ),
-    Rule(
-        "FIELD_REMOVED",
-        "field removed",
-        "A field disappeared: in a response old clients lose a value they read; in a request the "
-        "server just ignores what old clients still send.",
-        "SEMANTIC",
-        "field",
-        "minor",
-        "major",
-        DESIGN,
-    ),
-    Rule(
-        "FIELD_REMOVED_NUMBER_NOT_RESERVED",
-        "field removed without reserving its number",
-        "A field disappeared and its number is not reserved, so a later field may reuse it with another meaning.",
-        "WIRE",
-        "field",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "FIELD_REMOVED_NAME_NOT_RESERVED",
-        "field removed without reserving its name",
-        "A field disappeared and its name is not reserved, so a later field may reuse its JSON "
-        "key with another meaning.",
-        "WIRE_JSON",
-        "field",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "FIELD_RENAMED",
-        "field renamed",
-        "A field number changed name: the binary encoding is unchanged, the JSON key and the "
-        "generated accessors are not.",
-        "WIRE_JSON",
-        "field",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "FIELD_JSON_NAME_CHANGED",
-        "field JSON name changed",
-        "A field kept its name but changed its json_name, so its JSON key changed.",
-        "WIRE_JSON",
-        "field",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "FIELD_TYPE_CHANGED_INCOMPATIBLE",
-        "field type changed incompatibly",
-        "A field changed to a type whose encoding old readers cannot read (or, in the registry, "
-        "moved to a fresh number because of it).",
-        "WIRE",
-        "field",
-        "major",
-        "major",
-        PROTO_UPDATING,
-    ),
-    Rule(
-        "FIELD_TYPE_CHANGED_JSON_INCOMPATIBLE",
-        "field type changed, JSON-incompatible",
-        "A field changed between wire-compatible types whose JSON forms differ (int32 and int64, string and bytes).",
-        "WIRE_JSON",
-        "field",
-        "major",
-        "major",
-        PROTO_JSON,
-    ),
-    Rule(
-        "FIELD_TYPE_CHANGED_COMPATIBLE",
-        "field type changed compatibly",
-        "A field changed between wire- and JSON-compatible types (int32 and uint32, fixed32 and "
-        "sfixed32, an enum moved with all its values): bytes still decode, but values may be "
-        "reinterpreted and generated code changes.",
-        "SOURCE",
-        "field",
-        "major",
-        "major",
-        PROTO_UPDATING,
-        warn="always",
-    ),
-    Rule(
-        "FIELD_CARDINALITY_CHANGED",
-        "field cardinality changed",
-        "A field changed between singular, repeated and map.",
-        "WIRE",
-        "field",
-        "major",
-        "major",
-        PROTO_UPDATING,
-    ),
-    Rule(
-        "FIELD_CARDINALITY_CHANGED_JSON_INCOMPATIBLE",
-        "field cardinality changed, JSON-incompatible",
-        "A repeated field of a map's entry message became that map, or back: the same bytes, but "
-        "JSON writes maps as objects and repeated fields as arrays.",
-        "WIRE_JSON",
-        "field",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "FIELD_WIRE_REQUIRED_CHANGED",
-        "proto2 required field added, removed or changed",
-        "A proto2 required field appeared, disappeared or changed requiredness: a reader that "
-        "expects it refuses messages without it.",
-        "WIRE",
-        "field",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "FIELD_DEFAULT_CHANGED",
-        "field default changed",
-        "A proto2 field changed its default value: readers of the two releases see different "
-        "values for an absent field.",
-        "WIRE",
-        "field",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "FIELD_PRESENCE_CHANGED",
-        "field presence changed",
-        "A singular field changed between explicit presence (optional) and implicit presence; "
-        "generated has-accessors change and zero values are sent or not.",
-        "SOURCE",
-        "field",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "FIELD_MADE_REQUIRED",
-        "field made required",
-        "The model now requires a field that was optional: old clients may not send it.",
-        "SEMANTIC",
-        "field",
-        "major",
-        "minor",
-        DESIGN,
-    ),
-    Rule(
-        "FIELD_MADE_OPTIONAL",
-        "field made optional",
-        "A field the model always set may now be absent: old clients may rely on it.",
-        "SEMANTIC",
-        "field",
-        "minor",
-        "major",
-        DESIGN,
-    ),
-    Rule(
-        "FIELD_ONEOF_CHANGED",
-        "field oneof changed",
-        "A field moved into, out of, or between oneofs; setting one member clears the others.",
-        "WIRE",
-        "field",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    # enums
-    Rule("ENUM_ADDED", "enum added", "A new enum type appeared.", "SOURCE", "enum", "minor", "minor", BUF_RULES),
-    Rule(
-        "ENUM_REMOVED",
-        "enum removed",
-        "An enum type disappeared; generated code that names it breaks.",
-        "SOURCE",
-        "enum",
-        "minor",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "ENUM_OPENNESS_CHANGED",
-        "enum changed between open and closed",
-        "An enum changed between open and closed (its enum_type feature in editions, or a move "
-        "between proto3 and proto2 files): a closed enum parses a value it does not know into the "
-        "unknown fields and leaves the field unset, an open one keeps it in the field; generated "
-        "code differs too.",
-        "SOURCE",
-        "enum",
-        "major",
-        "major",
-        PROTO_ENUMS,
-    ),
-    Rule(
-        "ENUM_JSON_FORMAT_CHANGED",
-        "enum JSON format support dropped",
-        "An enum's json_format feature went from ALLOW to LEGACY_BEST_EFFORT (set in editions, or the "
-        "enum moved from a proto3 to a proto2 file): protoc no longer guarantees that its value "
-        "names map to JSON without clashes.",
-        "WIRE_JSON",
-        "enum",
-        "major",
-        "major",
-        PROTO_FEATURES,
-    ),
-    Rule(
-        "ENUM_VALUE_ADDED",
-        "enum value added",
-        "A new enum value: servers accept it, but old clients receiving it in a response see an unknown value.",
-        "SEMANTIC",
-        "enum_value",
-        "minor",
-        "minor",
-        PROTO_UPDATING,
-        warn="response",
-    ),
-    Rule(
-        "ENUM_VALUE_REMOVED",
-        "enum value removed",
-        "An enum value disappeared: old clients may still send it in requests.",
-        "SEMANTIC",
-        "enum_value",
-        "major",
-        "minor",
-        DESIGN,
-    ),
-    Rule(
-        "ENUM_VALUE_REMOVED_NUMBER_NOT_RESERVED",
-        "enum value removed without reserving its number",
-        "An enum value disappeared and its number is not reserved.",
-        "WIRE",
-        "enum_value",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "ENUM_VALUE_REMOVED_NAME_NOT_RESERVED",
-        "enum value removed without reserving its name",
-        "An enum value disappeared and its name is not reserved.",
-        "WIRE_JSON",
-        "enum_value",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "ENUM_VALUE_RENAMED",
-        "enum value renamed",
-        "An enum number changed name; JSON carries enum values by name.",
-        "WIRE_JSON",
-        "enum_value",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    # reservations and history
-    Rule(
-        "RESERVED_NUMBER_REMOVED",
-        "reserved number removed",
-        "A message or enum stopped reserving a number, so it may be reused.",
-        "WIRE",
-        "reserved",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "RESERVED_NAME_REMOVED",
-        "reserved name removed",
-        "A message or enum stopped reserving a name, so it may be reused.",
-        "WIRE",
-        "reserved",
-        "major",
-        "major",
-        BUF_RULES,
-    ),
-    Rule(
-        "RESERVED_NUMBER_REUSED",
-        "reserved number reused",
-        "A number reserved in any earlier release is used again by something other than the "
-        "field or value that had it.",
-        "WIRE",
-        "history",
-        "major",
-        "major",
-        PROTO_UPDATING,
-    ),
-    Rule(
-        "RESERVED_NAME_REUSED",
-        "reserved name reused",
-        "A name reserved in any earlier release is used again by something other than the field or value that had it.",
-        "WIRE_JSON",
-        "history",
-        "major",
-        "major",
-        PROTO_JSON,
-    ),
-    Rule(
-        "FIELD_NUMBER_REUSED",
-        "field number reused",
-        "A number that an earlier release used for another field (another name or an "
-        "incompatible type) is used again; pairwise tools see only an added field.",
-        "WIRE",
-        "history",
-        "major",
-        "major",
-        PROTO_UPDATING,
-    ),
-    Rule(
-        "FIELD_NAME_REUSED",
-        "field name reused with another type",
-        "A field name that an earlier release used with an incompatible type is used again; "
-        "JSON clients of that release send values of the old type.",
-        "WIRE_JSON",
-        "history",
-        "major",
-        "major",
-        PROTO_JSON,
-    ),
-    # releases
-    Rule(
-        "VERSION_NOT_BUMPED",
-        "version not bumped",
-        "The schema changed but the model version did not; a release is immutable.",
-        "SEMANTIC",
-        "release",
-        "patch",
-        "patch",
-        CARGO_SEMVER,
-    ),
-    Rule(
-        "VERSION_WENT_BACKWARDS",
-        "version went backwards",
-        "The declared version is lower than the newest registered release; versions only go forward.",
-        "SEMANTIC",
-        "release",
-        "major",
-        "major",
-        CARGO_SEMVER,
-    ),
-)
-
-RULES_BY_ID: dict[str, Rule] = {r.id: r for r in RULES}
-
-Handler = Callable[[Any], Iterator[Hit]]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handler(function: Handler) -> Handler:
-    """Register ``function`` as the handler of the rule named after it."""
-    HANDLERS[function.__name__.upper()] = function
-    return function
+    return declare
 
 
 def rules_for(subject: Subject) -> list[Rule]:
-    return list(_RULES_BY_SUBJECT.get(subject, ()))
-
-
-_RULES_BY_SUBJECT: dict[str, tuple[Rule, ...]] = {
-    subject: tuple(r for r in RULES if r.subject == subject and r.deprecated_by is None)
-    for subject in {r.subject for r in RULES}
-}
+    """The rules that run on pairs of ``subject``, in declaration order (retired ones excluded)."""
+    return [r for r in _DECLARED.values() if r.subject == subject and r.deprecated_by is None]
 
 
 def _q(text: object) -> str:
@@ -730,38 +160,93 @@ def _field_label(f: ir.Field, other: ir.Field | None = None) -> str:
 # -- handlers: package, services, RPCs ------------------------------------------------------
 
 
-@handler
+@rule(
+    id="PACKAGE_CHANGED",
+    name="package changed",
+    description=(
+        "A file (or the model's proto package) moved to another proto package; every full type name and "
+        "RPC path changes."
+    ),
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("FILE_SAME_PACKAGE",),
+)
 def package_changed(pair: PackagePair) -> Iterator[Hit]:
     if pair.before != pair.after:
         where = f' in file "{pair.file}"' if pair.after_view.qualified else ""
         yield Hit(f"Package{where} changed from {_q(pair.before)} to {_q(pair.after)}.", pair.before, pair.after)
 
 
-@handler
+@rule(
+    id="SERVICE_ADDED",
+    name="service added",
+    description="A new service appeared.",
+    category="SOURCE",
+    request="minor",
+    response="minor",
+    reference=BUF_RULES,
+)
 def service_added(pair: ServicePair) -> Iterator[Hit]:
     if pair.before is None and pair.after is not None:
         yield Hit(f"Service {_q(pair.name)} was added.", None, pair.name)
 
 
-@handler
+@rule(
+    id="SERVICE_REMOVED",
+    name="service removed",
+    description="A service disappeared; clients calling it get UNIMPLEMENTED.",
+    category="SOURCE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("SERVICE_NO_DELETE", "PACKAGE_SERVICE_NO_DELETE"),
+)
 def service_removed(pair: ServicePair) -> Iterator[Hit]:
     if pair.before is not None and pair.after is None:
         yield Hit(f"Service {_q(pair.name)} was removed.", pair.name, None)
 
 
-@handler
+@rule(
+    id="RPC_ADDED",
+    name="RPC added",
+    description="A new RPC appeared on a service.",
+    category="SOURCE",
+    request="minor",
+    response="minor",
+    reference=BUF_RULES,
+)
 def rpc_added(pair: RpcPair) -> Iterator[Hit]:
     if pair.before is None and pair.after is not None:
         yield Hit(f"RPC {_q(pair.after.name)} was added to service {_q(pair.service)}.", None, pair.after.name)
 
 
-@handler
+@rule(
+    id="RPC_REMOVED",
+    name="RPC removed",
+    description="An RPC disappeared from a service; clients calling it get UNIMPLEMENTED.",
+    category="SOURCE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("RPC_NO_DELETE",),
+)
 def rpc_removed(pair: RpcPair) -> Iterator[Hit]:
     if pair.before is not None and pair.after is None:
         yield Hit(f"RPC {_q(pair.before.name)} was removed from service {_q(pair.service)}.", pair.before.name, None)
 
 
-@handler
+@rule(
+    id="RPC_REQUEST_TYPE_CHANGED",
+    name="RPC request type changed",
+    description="An RPC takes another request message.",
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("RPC_SAME_REQUEST_TYPE",),
+)
 def rpc_request_type_changed(pair: RpcPair) -> Iterator[Hit]:
     b, a = pair.before, pair.after
     if b is not None and a is not None and b.input_type != a.input_type:
@@ -773,7 +258,16 @@ def rpc_request_type_changed(pair: RpcPair) -> Iterator[Hit]:
         )
 
 
-@handler
+@rule(
+    id="RPC_RESPONSE_TYPE_CHANGED",
+    name="RPC response type changed",
+    description="An RPC returns another response message.",
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("RPC_SAME_RESPONSE_TYPE",),
+)
 def rpc_response_type_changed(pair: RpcPair) -> Iterator[Hit]:
     b, a = pair.before, pair.after
     if b is not None and a is not None and b.output_type != a.output_type:
@@ -794,7 +288,16 @@ def _streaming(m: ir.Method) -> str:
     }[(m.client_streaming, m.server_streaming)]
 
 
-@handler
+@rule(
+    id="RPC_STREAMING_CHANGED",
+    name="RPC streaming changed",
+    description="An RPC changed client or server streaming; calls of the old shape fail.",
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("RPC_SAME_CLIENT_STREAMING", "RPC_SAME_SERVER_STREAMING"),
+)
 def rpc_streaming_changed(pair: RpcPair) -> Iterator[Hit]:
     b, a = pair.before, pair.after
     if b is not None and a is not None and _streaming(b) != _streaming(a):
@@ -808,19 +311,51 @@ def rpc_streaming_changed(pair: RpcPair) -> Iterator[Hit]:
 # -- handlers: messages ---------------------------------------------------------------------
 
 
-@handler
+@rule(
+    id="MESSAGE_ADDED",
+    name="message added",
+    description="A new message type appeared.",
+    category="SOURCE",
+    request="minor",
+    response="minor",
+    reference=BUF_RULES,
+)
 def message_added(pair: MessagePair) -> Iterator[Hit]:
     if pair.before is None and pair.after is not None and pair.moved_from is None:
         yield Hit(f"Message {_q(pair.name)} was added.", None, pair.name)
 
 
-@handler
+@rule(
+    id="MESSAGE_REMOVED",
+    name="message removed",
+    description=(
+        "A message type disappeared; generated code that names it breaks, and in responses old clients "
+        "lose what it carried."
+    ),
+    category="SOURCE",
+    request="minor",
+    response="major",
+    reference=BUF_RULES,
+    buf=("MESSAGE_NO_DELETE", "PACKAGE_MESSAGE_NO_DELETE"),
+)
 def message_removed(pair: MessagePair) -> Iterator[Hit]:
     if pair.before is not None and pair.after is None:
         yield Hit(f"Message {_q(pair.name)} was removed.", pair.name, None)
 
 
-@handler
+@rule(
+    id="MESSAGE_MOVED",
+    name="message moved",
+    description=(
+        "A message moved to another parent or package under the same short name; its full name, and so "
+        "every field that refers to it, changed."
+    ),
+    category="SOURCE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("MESSAGE_NO_DELETE", "PACKAGE_MESSAGE_NO_DELETE"),
+)
 def message_moved(pair: MessagePair) -> Iterator[Hit]:
     if pair.moved_from is not None and pair.after is not None:
         yield Hit(f"Message {_q(pair.moved_from)} moved to {_q(pair.name)}.", pair.moved_from, pair.name)
@@ -833,7 +368,20 @@ def _json_format_hits(pair: MessagePair | EnumPair, noun: str) -> Iterator[Hit]:
         yield Hit(f"{noun} {_q(pair.name)} JSON format support changed from {_q(b)} to {_q(a)}.", b, a)
 
 
-@handler
+@rule(
+    id="MESSAGE_JSON_FORMAT_CHANGED",
+    name="message JSON format support dropped",
+    description=(
+        "A message's json_format feature went from ALLOW to LEGACY_BEST_EFFORT (set in editions, or "
+        "the message moved from a proto3 to a proto2 file): protoc no longer guarantees that its "
+        "JSON mapping is well defined, so JSON clients may meet clashing keys."
+    ),
+    category="WIRE_JSON",
+    request="major",
+    response="major",
+    reference=PROTO_FEATURES,
+    buf=("MESSAGE_SAME_JSON_FORMAT",),
+)
 def message_json_format_changed(pair: MessagePair) -> Iterator[Hit]:
     yield from _json_format_hits(pair, "Message")
 
@@ -847,7 +395,18 @@ def _both(pair: FieldPair) -> tuple[ir.Field, ir.Field] | None:
     return pair.before, pair.after
 
 
-@handler
+@rule(
+    id="FIELD_ADDED_REQUIRED",
+    name="required field added",
+    description=(
+        "A new field the model needs: old clients do not send it, so in a request it breaks them; in a "
+        "response old clients just ignore it."
+    ),
+    category="SEMANTIC",
+    request="major",
+    response="minor",
+    reference=DESIGN,
+)
 def field_added_required(pair: FieldPair) -> Iterator[Hit]:
     a = pair.after
     if pair.before is None and a is not None and a.required:
@@ -855,25 +414,57 @@ def field_added_required(pair: FieldPair) -> Iterator[Hit]:
             f"Field {_field_label(a)} was added to {_q(pair.message)} as required; clients of "
             "earlier releases do not send it.",
             None,
-            type_text(a),
+            a.type_text,
         )
 
 
-@handler
+@rule(
+    id="FIELD_ADDED_OPTIONAL",
+    name="optional field added",
+    description="A new field that may be absent: old readers skip it as unknown.",
+    category="SOURCE",
+    request="minor",
+    response="minor",
+    reference=DESIGN,
+)
 def field_added_optional(pair: FieldPair) -> Iterator[Hit]:
     a = pair.after
     if pair.before is None and a is not None and not a.required:
-        yield Hit(f"Field {_field_label(a)} was added to {_q(pair.message)}.", None, type_text(a))
+        yield Hit(f"Field {_field_label(a)} was added to {_q(pair.message)}.", None, a.type_text)
 
 
-@handler
+@rule(
+    id="FIELD_REMOVED",
+    name="field removed",
+    description=(
+        "A field disappeared: in a response old clients lose a value they read; in a request the server "
+        "just ignores what old clients still send."
+    ),
+    category="SEMANTIC",
+    request="minor",
+    response="major",
+    reference=DESIGN,
+    buf=("FIELD_NO_DELETE",),
+)
 def field_removed(pair: FieldPair) -> Iterator[Hit]:
     b = pair.before
     if b is not None and pair.after is None:
-        yield Hit(f"Field {_field_label(b)} was removed from {_q(pair.message)}.", type_text(b), None)
+        yield Hit(f"Field {_field_label(b)} was removed from {_q(pair.message)}.", b.type_text, None)
 
 
-@handler
+@rule(
+    id="FIELD_REMOVED_NUMBER_NOT_RESERVED",
+    name="field removed without reserving its number",
+    description=(
+        "A field disappeared and its number is not reserved, so a later field may reuse it with another "
+        "meaning."
+    ),
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED",),
+)
 def field_removed_number_not_reserved(pair: FieldPair) -> Iterator[Hit]:
     b, m = pair.before, pair.after_message
     if b is None or pair.after is not None or m is None:
@@ -886,7 +477,19 @@ def field_removed_number_not_reserved(pair: FieldPair) -> Iterator[Hit]:
         )
 
 
-@handler
+@rule(
+    id="FIELD_REMOVED_NAME_NOT_RESERVED",
+    name="field removed without reserving its name",
+    description=(
+        "A field disappeared and its name is not reserved, so a later field may reuse its JSON key with "
+        "another meaning."
+    ),
+    category="WIRE_JSON",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("FIELD_NO_DELETE_UNLESS_NAME_RESERVED",),
+)
 def field_removed_name_not_reserved(pair: FieldPair) -> Iterator[Hit]:
     b, m = pair.before, pair.after_message
     if b is None or pair.after is not None or m is None:
@@ -901,7 +504,19 @@ def field_removed_name_not_reserved(pair: FieldPair) -> Iterator[Hit]:
         )
 
 
-@handler
+@rule(
+    id="FIELD_RENAMED",
+    name="field renamed",
+    description=(
+        "A field number changed name: the binary encoding is unchanged, the JSON key and the generated "
+        "accessors are not."
+    ),
+    category="WIRE_JSON",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("FIELD_SAME_NAME", "FIELD_SAME_JSON_NAME"),
+)
 def field_renamed(pair: FieldPair) -> Iterator[Hit]:
     both = _both(pair)
     if both and both[0].name != both[1].name:
@@ -913,7 +528,16 @@ def field_renamed(pair: FieldPair) -> Iterator[Hit]:
         )
 
 
-@handler
+@rule(
+    id="FIELD_JSON_NAME_CHANGED",
+    name="field JSON name changed",
+    description="A field kept its name but changed its json_name, so its JSON key changed.",
+    category="WIRE_JSON",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("FIELD_SAME_JSON_NAME",),
+)
 def field_json_name_changed(pair: FieldPair) -> Iterator[Hit]:
     both = _both(pair)
     if both and both[0].name == both[1].name and json_name(both[0]) != json_name(both[1]):
@@ -940,17 +564,55 @@ def _type_hit(pair: FieldPair, wanted: str, note: str = "") -> Iterator[Hit]:
         )
 
 
-@handler
+@rule(
+    id="FIELD_TYPE_CHANGED_INCOMPATIBLE",
+    name="field type changed incompatibly",
+    description=(
+        "A field changed to a type whose encoding old readers cannot read (or, in the registry, moved to a"
+        " fresh number because of it)."
+    ),
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=PROTO_UPDATING,
+    buf=("FIELD_WIRE_COMPATIBLE_TYPE", "FIELD_WIRE_JSON_COMPATIBLE_TYPE", "FIELD_SAME_TYPE"),
+)
 def field_type_changed_incompatible(pair: FieldPair) -> Iterator[Hit]:
     yield from _type_hit(pair, "incompatible")
 
 
-@handler
+@rule(
+    id="FIELD_TYPE_CHANGED_JSON_INCOMPATIBLE",
+    name="field type changed, JSON-incompatible",
+    description=(
+        "A field changed between wire-compatible types whose JSON forms differ (int32 and int64, string "
+        "and bytes)."
+    ),
+    category="WIRE_JSON",
+    request="major",
+    response="major",
+    reference=PROTO_JSON,
+    buf=("FIELD_WIRE_JSON_COMPATIBLE_TYPE", "FIELD_SAME_TYPE"),
+)
 def field_type_changed_json_incompatible(pair: FieldPair) -> Iterator[Hit]:
     yield from _type_hit(pair, "json_incompatible", ", which keeps the binary encoding but changes the JSON one")
 
 
-@handler
+@rule(
+    id="FIELD_TYPE_CHANGED_COMPATIBLE",
+    name="field type changed compatibly",
+    description=(
+        "A field changed between wire- and JSON-compatible types (int32 and uint32, fixed32 and sfixed32, "
+        "an enum moved with all its values): bytes still decode, but values may be reinterpreted and "
+        "generated code changes."
+    ),
+    category="SOURCE",
+    request="major",
+    response="major",
+    reference=PROTO_UPDATING,
+    level="warning",
+    buf=("FIELD_SAME_TYPE",),
+)
 def field_type_changed_compatible(pair: FieldPair) -> Iterator[Hit]:
     yield from _type_hit(pair, "compatible", ", which keeps both encodings but may reinterpret values")
 
@@ -961,89 +623,77 @@ def _entry_swap(pair: FieldPair) -> bool:
     if not both or {both[0].cardinality, both[1].cardinality} != {"repeated", "map"}:
         return False
     b, a = both
-    entry = pair.after_facts.get("entry") if a.label == "map" else pair.before_facts.get("entry")
+    entry = pair.after_facts.entry if a.label == "map" else pair.before_facts.entry
     repeated = b if b.label == "repeated" else a
     return entry is not None and repeated.type == entry
 
 
-@handler
+@rule(
+    id="FIELD_CARDINALITY_CHANGED",
+    name="field cardinality changed",
+    description="A field changed between singular, repeated and map.",
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=PROTO_UPDATING,
+    buf=("FIELD_WIRE_COMPATIBLE_CARDINALITY", "FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY", "FIELD_SAME_CARDINALITY"),
+)
 def field_cardinality_changed(pair: FieldPair) -> Iterator[Hit]:
     both = _both(pair)
     if both and both[0].cardinality != both[1].cardinality and not _entry_swap(pair):
         b, a = both
         yield Hit(
-            f"Field {_field_label(a, b)} on {_q(pair.message)} changed from {_q(type_text(b))} to {_q(type_text(a))}.",
-            type_text(b),
-            type_text(a),
+            f"Field {_field_label(a, b)} on {_q(pair.message)} changed from {_q(b.type_text)} to {_q(a.type_text)}.",
+            b.type_text,
+            a.type_text,
         )
 
 
-@handler
+@rule(
+    id="FIELD_CARDINALITY_CHANGED_JSON_INCOMPATIBLE",
+    name="field cardinality changed, JSON-incompatible",
+    description=(
+        "A repeated field of a map's entry message became that map, or back: the same bytes, but JSON "
+        "writes maps as objects and repeated fields as arrays."
+    ),
+    category="WIRE_JSON",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY", "FIELD_SAME_CARDINALITY"),
+)
 def field_cardinality_changed_json_incompatible(pair: FieldPair) -> Iterator[Hit]:
     both = _both(pair)
     if both and _entry_swap(pair):
         b, a = both
         yield Hit(
-            f"Field {_field_label(a, b)} on {_q(pair.message)} changed from {_q(type_text(b))} to "
-            f"{_q(type_text(a))}, which keeps the binary encoding but changes the JSON one.",
-            type_text(b),
-            type_text(a),
+            f"Field {_field_label(a, b)} on {_q(pair.message)} changed from {_q(b.type_text)} to "
+            f"{_q(a.type_text)}, which keeps the binary encoding but changes the JSON one.",
+            b.type_text,
+            a.type_text,
         )
 
 
-@handler
-def field_presence_changed(pair: FieldPair) -> Iterator[Hit]:
-    both = _both(pair)
-    if both and both[0].cardinality == both[1].cardinality == "single" and presence(both[0]) != presence(both[1]):
-        b, a = both
-        yield Hit(
-            f"Field {_field_label(a, b)} on {_q(pair.message)} changed presence from "
-            f"{_q(presence(b))} to {_q(presence(a))}.",
-            presence(b),
-            presence(a),
-        )
-
-
-@handler
-def field_made_required(pair: FieldPair) -> Iterator[Hit]:
-    both = _both(pair)
-    if both and not both[0].required and both[1].required:
-        yield Hit(
-            f"Field {_field_label(both[1], both[0])} on {_q(pair.message)} changed from optional to required.",
-            "optional",
-            "required",
-        )
-
-
-@handler
-def field_made_optional(pair: FieldPair) -> Iterator[Hit]:
-    both = _both(pair)
-    if both and both[0].required and not both[1].required:
-        yield Hit(
-            f"Field {_field_label(both[1], both[0])} on {_q(pair.message)} changed from required to optional.",
-            "required",
-            "optional",
-        )
-
-
-@handler
-def field_oneof_changed(pair: FieldPair) -> Iterator[Hit]:
-    both = _both(pair)
-    before, after = pair.before_facts.get("oneof"), pair.after_facts.get("oneof")
-    if both and before != after:
-        b_text = f"oneof {_q(before)}" if before else "no oneof"
-        a_text = f"oneof {_q(after)}" if after else "no oneof"
-        yield Hit(
-            f"Field {_field_label(both[1], both[0])} on {_q(pair.message)} moved from {b_text} to {a_text}.",
-            before,
-            after,
-        )
-
-
-@handler
+@rule(
+    id="FIELD_WIRE_REQUIRED_CHANGED",
+    name="proto2 required field added, removed or changed",
+    description=(
+        "A proto2 required field appeared, disappeared or changed requiredness: a reader that expects it "
+        "refuses messages without it."
+    ),
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=(
+        "MESSAGE_SAME_REQUIRED_FIELDS",
+        "FIELD_WIRE_COMPATIBLE_CARDINALITY",
+        "FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY",
+        "FIELD_SAME_CARDINALITY",
+    ),
+)
 def field_wire_required_changed(pair: FieldPair) -> Iterator[Hit]:
-    before = bool(pair.before_facts.get("wire_required"))
-    after = bool(pair.after_facts.get("wire_required"))
+    before, after = pair.before_facts.wire_required, pair.after_facts.wire_required
     f = pair.after or pair.before
     if f is None or before == after or not (before or after):
         return
@@ -1066,10 +716,22 @@ def field_wire_required_changed(pair: FieldPair) -> Iterator[Hit]:
 _ZERO_DEFAULTS = {"", "0", "0.0", "-0", "false", "0e0"}
 
 
-@handler
+@rule(
+    id="FIELD_DEFAULT_CHANGED",
+    name="field default changed",
+    description=(
+        "A proto2 field changed its default value: readers of the two releases see different values for an"
+        " absent field."
+    ),
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("FIELD_SAME_DEFAULT",),
+)
 def field_default_changed(pair: FieldPair) -> Iterator[Hit]:
     both = _both(pair)
-    before, after = str(pair.before_facts.get("default", "")), str(pair.after_facts.get("default", ""))
+    before, after = pair.before_facts.default or "", pair.after_facts.default or ""
     if both and before != after and not (before in _ZERO_DEFAULTS and after in _ZERO_DEFAULTS):
         yield Hit(
             f"Field {_field_label(both[1], both[0])} on {_q(pair.message)} changed default value from "
@@ -1079,22 +741,139 @@ def field_default_changed(pair: FieldPair) -> Iterator[Hit]:
         )
 
 
+@rule(
+    id="FIELD_PRESENCE_CHANGED",
+    name="field presence changed",
+    description=(
+        "A singular field changed between explicit presence (optional) and implicit presence; generated "
+        "has-accessors change and zero values are sent or not."
+    ),
+    category="SOURCE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("FIELD_SAME_CARDINALITY",),
+)
+def field_presence_changed(pair: FieldPair) -> Iterator[Hit]:
+    both = _both(pair)
+    if both and both[0].cardinality == both[1].cardinality == "single" and presence(both[0]) != presence(both[1]):
+        b, a = both
+        yield Hit(
+            f"Field {_field_label(a, b)} on {_q(pair.message)} changed presence from "
+            f"{_q(presence(b))} to {_q(presence(a))}.",
+            presence(b),
+            presence(a),
+        )
+
+
+@rule(
+    id="FIELD_MADE_REQUIRED",
+    name="field made required",
+    description="The model now requires a field that was optional: old clients may not send it.",
+    category="SEMANTIC",
+    request="major",
+    response="minor",
+    reference=DESIGN,
+)
+def field_made_required(pair: FieldPair) -> Iterator[Hit]:
+    both = _both(pair)
+    if both and not both[0].required and both[1].required:
+        yield Hit(
+            f"Field {_field_label(both[1], both[0])} on {_q(pair.message)} changed from optional to required.",
+            "optional",
+            "required",
+        )
+
+
+@rule(
+    id="FIELD_MADE_OPTIONAL",
+    name="field made optional",
+    description="A field the model always set may now be absent: old clients may rely on it.",
+    category="SEMANTIC",
+    request="minor",
+    response="major",
+    reference=DESIGN,
+)
+def field_made_optional(pair: FieldPair) -> Iterator[Hit]:
+    both = _both(pair)
+    if both and both[0].required and not both[1].required:
+        yield Hit(
+            f"Field {_field_label(both[1], both[0])} on {_q(pair.message)} changed from required to optional.",
+            "required",
+            "optional",
+        )
+
+
+@rule(
+    id="FIELD_ONEOF_CHANGED",
+    name="field oneof changed",
+    description="A field moved into, out of, or between oneofs; setting one member clears the others.",
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("FIELD_SAME_ONEOF",),
+)
+def field_oneof_changed(pair: FieldPair) -> Iterator[Hit]:
+    both = _both(pair)
+    before, after = pair.before_facts.oneof, pair.after_facts.oneof
+    if both and before != after:
+        b_text = f"oneof {_q(before)}" if before else "no oneof"
+        a_text = f"oneof {_q(after)}" if after else "no oneof"
+        yield Hit(
+            f"Field {_field_label(both[1], both[0])} on {_q(pair.message)} moved from {b_text} to {a_text}.",
+            before,
+            after,
+        )
+
+
 # -- handlers: enums ------------------------------------------------------------------------
 
 
-@handler
+@rule(
+    id="ENUM_ADDED",
+    name="enum added",
+    description="A new enum type appeared.",
+    category="SOURCE",
+    request="minor",
+    response="minor",
+    reference=BUF_RULES,
+)
 def enum_added(pair: EnumPair) -> Iterator[Hit]:
     if pair.before is None and pair.after is not None:
         yield Hit(f"Enum {_q(pair.name)} was added.", None, pair.name)
 
 
-@handler
+@rule(
+    id="ENUM_REMOVED",
+    name="enum removed",
+    description="An enum type disappeared; generated code that names it breaks.",
+    category="SOURCE",
+    request="minor",
+    response="major",
+    reference=BUF_RULES,
+    buf=("ENUM_NO_DELETE", "PACKAGE_ENUM_NO_DELETE"),
+)
 def enum_removed(pair: EnumPair) -> Iterator[Hit]:
     if pair.before is not None and pair.after is None:
         yield Hit(f"Enum {_q(pair.name)} was removed.", pair.name, None)
 
 
-@handler
+@rule(
+    id="ENUM_OPENNESS_CHANGED",
+    name="enum changed between open and closed",
+    description=(
+        "An enum changed between open and closed (its enum_type feature in editions, or a move "
+        "between proto3 and proto2 files): a closed enum parses a value it does not know into the "
+        "unknown fields and leaves the field unset, an open one keeps it in the field; generated "
+        "code differs too."
+    ),
+    category="SOURCE",
+    request="major",
+    response="major",
+    reference=PROTO_ENUMS,
+    buf=("ENUM_SAME_TYPE",),
+)
 def enum_openness_changed(pair: EnumPair) -> Iterator[Hit]:
     before, after = pair.before_features.get("enum_type"), pair.after_features.get("enum_type")
     if pair.before is not None and pair.after is not None and before and after and before != after:
@@ -1102,7 +881,20 @@ def enum_openness_changed(pair: EnumPair) -> Iterator[Hit]:
         yield Hit(f"Enum {_q(pair.name)} changed from {b} to {a}.", b, a)
 
 
-@handler
+@rule(
+    id="ENUM_JSON_FORMAT_CHANGED",
+    name="enum JSON format support dropped",
+    description=(
+        "An enum's json_format feature went from ALLOW to LEGACY_BEST_EFFORT (set in editions, or the "
+        "enum moved from a proto3 to a proto2 file): protoc no longer guarantees that its value "
+        "names map to JSON without clashes."
+    ),
+    category="WIRE_JSON",
+    request="major",
+    response="major",
+    reference=PROTO_FEATURES,
+    buf=("ENUM_SAME_JSON_FORMAT",),
+)
 def enum_json_format_changed(pair: EnumPair) -> Iterator[Hit]:
     yield from _json_format_hits(pair, "Enum")
 
@@ -1111,7 +903,19 @@ def _names(names: tuple[str, ...]) -> str:
     return ", ".join(_q(n) for n in names)
 
 
-@handler
+@rule(
+    id="ENUM_VALUE_ADDED",
+    name="enum value added",
+    description=(
+        "A new enum value: servers accept it, but old clients receiving it in a response see an unknown "
+        "value."
+    ),
+    category="SEMANTIC",
+    request="minor",
+    response="minor",
+    reference=PROTO_UPDATING,
+    level="warning_in_responses",
+)
 def enum_value_added(pair: EnumValuePair) -> Iterator[Hit]:
     if not pair.before and pair.after:
         note = "; clients of earlier releases will see an unknown value" if pair.direction != "request" else ""
@@ -1122,7 +926,16 @@ def enum_value_added(pair: EnumValuePair) -> Iterator[Hit]:
         )
 
 
-@handler
+@rule(
+    id="ENUM_VALUE_REMOVED",
+    name="enum value removed",
+    description="An enum value disappeared: old clients may still send it in requests.",
+    category="SEMANTIC",
+    request="major",
+    response="minor",
+    reference=DESIGN,
+    buf=("ENUM_VALUE_NO_DELETE",),
+)
 def enum_value_removed(pair: EnumValuePair) -> Iterator[Hit]:
     if pair.before and not pair.after:
         yield Hit(
@@ -1132,7 +945,16 @@ def enum_value_removed(pair: EnumValuePair) -> Iterator[Hit]:
         )
 
 
-@handler
+@rule(
+    id="ENUM_VALUE_REMOVED_NUMBER_NOT_RESERVED",
+    name="enum value removed without reserving its number",
+    description="An enum value disappeared and its number is not reserved.",
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("ENUM_VALUE_NO_DELETE_UNLESS_NUMBER_RESERVED",),
+)
 def enum_value_removed_number_not_reserved(pair: EnumValuePair) -> Iterator[Hit]:
     e = pair.after_enum
     if pair.before and not pair.after and e is not None and not any(pair.number in r for r in e.reserved_numbers):
@@ -1144,7 +966,16 @@ def enum_value_removed_number_not_reserved(pair: EnumValuePair) -> Iterator[Hit]
         )
 
 
-@handler
+@rule(
+    id="ENUM_VALUE_REMOVED_NAME_NOT_RESERVED",
+    name="enum value removed without reserving its name",
+    description="An enum value disappeared and its name is not reserved.",
+    category="WIRE_JSON",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("ENUM_VALUE_NO_DELETE_UNLESS_NAME_RESERVED",),
+)
 def enum_value_removed_name_not_reserved(pair: EnumValuePair) -> Iterator[Hit]:
     e = pair.after_enum
     if not pair.before or pair.after or e is None:
@@ -1159,7 +990,16 @@ def enum_value_removed_name_not_reserved(pair: EnumValuePair) -> Iterator[Hit]:
         )
 
 
-@handler
+@rule(
+    id="ENUM_VALUE_RENAMED",
+    name="enum value renamed",
+    description="An enum number changed name; JSON carries enum values by name.",
+    category="WIRE_JSON",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("ENUM_VALUE_SAME_NAME",),
+)
 def enum_value_renamed(pair: EnumValuePair) -> Iterator[Hit]:
     # As buf does: every old name must survive (adding an alias is fine, dropping one is not).
     if pair.before and pair.after and not set(pair.before) <= set(pair.after):
@@ -1174,7 +1014,16 @@ def enum_value_renamed(pair: EnumValuePair) -> Iterator[Hit]:
 # -- handlers: reservations and history -----------------------------------------------------
 
 
-@handler
+@rule(
+    id="RESERVED_NUMBER_REMOVED",
+    name="reserved number removed",
+    description="A message or enum stopped reserving a number, so it may be reused.",
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("RESERVED_MESSAGE_NO_DELETE", "RESERVED_ENUM_NO_DELETE"),
+)
 def reserved_number_removed(pair: ReservedPair) -> Iterator[Hit]:
     after_ranges = pair.after.reserved_numbers + ir.compress_ranges(pair.restored_numbers)
     if covered(pair.before.reserved_numbers, after_ranges):
@@ -1183,7 +1032,16 @@ def reserved_number_removed(pair: ReservedPair) -> Iterator[Hit]:
         yield Hit(f"{pair.kind.capitalize()} {_q(pair.name)} no longer reserves {r}.", str(r), None)
 
 
-@handler
+@rule(
+    id="RESERVED_NAME_REMOVED",
+    name="reserved name removed",
+    description="A message or enum stopped reserving a name, so it may be reused.",
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=BUF_RULES,
+    buf=("RESERVED_MESSAGE_NO_DELETE", "RESERVED_ENUM_NO_DELETE"),
+)
 def reserved_name_removed(pair: ReservedPair) -> Iterator[Hit]:
     for name in pair.before.reserved_names:
         if name not in pair.after.reserved_names and name not in pair.restored_names:
@@ -1220,7 +1078,18 @@ def _fields_compatible(old: ir.Field, new: ir.Field, pair: Pair) -> bool:
     )
 
 
-@handler
+@rule(
+    id="RESERVED_NUMBER_REUSED",
+    name="reserved number reused",
+    description=(
+        "A number reserved in any earlier release is used again by something other than the field or value"
+        " that had it."
+    ),
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=PROTO_UPDATING,
+)
 def reserved_number_reused(pair: HistoryPair) -> Iterator[Hit]:
     if pair.number_reserved is None:
         return
@@ -1235,7 +1104,18 @@ def reserved_number_reused(pair: HistoryPair) -> Iterator[Hit]:
     )
 
 
-@handler
+@rule(
+    id="RESERVED_NAME_REUSED",
+    name="reserved name reused",
+    description=(
+        "A name reserved in any earlier release is used again by something other than the field or value "
+        "that had it."
+    ),
+    category="WIRE_JSON",
+    request="major",
+    response="major",
+    reference=PROTO_JSON,
+)
 def reserved_name_reused(pair: HistoryPair) -> Iterator[Hit]:
     if pair.name_reserved is None:
         return
@@ -1250,7 +1130,18 @@ def reserved_name_reused(pair: HistoryPair) -> Iterator[Hit]:
     )
 
 
-@handler
+@rule(
+    id="FIELD_NUMBER_REUSED",
+    name="field number reused",
+    description=(
+        "A number that an earlier release used for another field (another name or an incompatible type) is"
+        " used again; pairwise tools see only an added field."
+    ),
+    category="WIRE",
+    request="major",
+    response="major",
+    reference=PROTO_UPDATING,
+)
 def field_number_reused(pair: HistoryPair) -> Iterator[Hit]:
     h = pair.number_holder
     if pair.kind != "message" or pair.number_reserved is not None or h is None or pair.after is None:
@@ -1263,7 +1154,18 @@ def field_number_reused(pair: HistoryPair) -> Iterator[Hit]:
         )
 
 
-@handler
+@rule(
+    id="FIELD_NAME_REUSED",
+    name="field name reused with another type",
+    description=(
+        "A field name that an earlier release used with an incompatible type is used again; JSON clients "
+        "of that release send values of the old type."
+    ),
+    category="WIRE_JSON",
+    request="major",
+    response="major",
+    reference=PROTO_JSON,
+)
 def field_name_reused(pair: HistoryPair) -> Iterator[Hit]:
     h = pair.name_holder
     if pair.kind != "message" or pair.name_reserved is not None or h is None or pair.after is None:
@@ -1279,7 +1181,15 @@ def field_name_reused(pair: HistoryPair) -> Iterator[Hit]:
 # -- handlers: releases ---------------------------------------------------------------------
 
 
-@handler
+@rule(
+    id="VERSION_NOT_BUMPED",
+    name="version not bumped",
+    description="The schema changed but the model version did not; a release is immutable.",
+    category="SEMANTIC",
+    request="patch",
+    response="patch",
+    reference=CARGO_SEMVER,
+)
 def version_not_bumped(pair: ReleasePair) -> Iterator[Hit]:
     if pair.before == pair.after and pair.schema_changed:
         yield Hit(
@@ -1289,10 +1199,17 @@ def version_not_bumped(pair: ReleasePair) -> Iterator[Hit]:
         )
 
 
-@handler
+@rule(
+    id="VERSION_WENT_BACKWARDS",
+    name="version went backwards",
+    description="The declared version is lower than the newest registered release; versions only go forward.",
+    category="SEMANTIC",
+    request="major",
+    response="major",
+    reference=CARGO_SEMVER,
+    level="error",
+)
 def version_went_backwards(pair: ReleasePair) -> Iterator[Hit]:
-    from ..versioning import parse_version
-
     if parse_version(pair.after) < parse_version(pair.newest):
         yield Hit(
             f"{pair.model} {pair.after} is lower than the newest release {pair.newest}; choose a "
@@ -1300,3 +1217,8 @@ def version_went_backwards(pair: ReleasePair) -> Iterator[Hit]:
             pair.newest,
             pair.after,
         )
+
+
+RULES: tuple[Rule, ...] = tuple(_DECLARED.values())
+"""Every rule, in declaration order."""
+RULES_BY_ID: dict[str, Rule] = dict(_DECLARED)

@@ -2,8 +2,8 @@
 
 A :class:`View` indexes the messages, enums and services of one snapshot (one registry
 release, or one tree of ``.proto`` files) and knows which messages and enums travel in requests,
-in responses or in both. It also owns the type-compatibility tables the rules compare with:
-protobuf's wire groups and buf's wire-and-JSON groups.
+in responses or in both. How a field's type changed (:func:`type_change`) is read from the type
+mapping (``registry/typemap.py``), which also serves numbering.
 
 Registry snapshots are *unqualified*: one package, names inside it, so ``iris_model.v1`` and
 ``iris_model.v2`` pair message by message. Descriptor snapshots are *qualified*: many packages,
@@ -12,44 +12,12 @@ keys are full names (``acme.v1.Order.Line``) and field types are full names alre
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
 from .. import ir
+from ..typemap import TypeChange, scalar_change, worst_change
 from .findings import Direction
-
-TypeChange = Literal["same", "compatible", "json_incompatible", "incompatible"]
-
-# Protobuf's wire-compatible scalar groups (string -> bytes one way is handled separately).
-_WIRE_GROUPS = (
-    frozenset({"int32", "int64", "uint32", "uint64", "bool"}),
-    frozenset({"sint32", "sint64"}),
-    frozenset({"fixed32", "sfixed32"}),
-    frozenset({"fixed64", "sfixed64"}),
-)
-# Types that are both wire- and JSON-compatible (proto3 JSON writes 64-bit integers as strings
-# and bytes as base64), the same table buf uses for FIELD_WIRE_JSON_COMPATIBLE_TYPE.
-_WIRE_JSON_GROUPS = (
-    frozenset({"int32", "uint32"}),
-    frozenset({"int64", "uint64"}),
-    frozenset({"fixed32", "sfixed32"}),
-    frozenset({"fixed64", "sfixed64"}),
-)
-
-
-def _same_group(groups: tuple[frozenset[str], ...], a: str, b: str) -> bool:
-    return a == b or any(a in g and b in g for g in groups)
-
-
-def scalar_change(before: str, after: str) -> TypeChange:
-    if before == after:
-        return "same"
-    if _same_group(_WIRE_JSON_GROUPS, before, after):
-        return "compatible"
-    if _same_group(_WIRE_GROUPS, before, after) or (before == "string" and after == "bytes"):
-        return "json_incompatible"
-    return "incompatible"
 
 
 def default_json_name(name: str) -> str:
@@ -75,13 +43,6 @@ def short_name(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def type_text(f: ir.Field) -> str:
-    """The field's type as a reader writes it: ``repeated string``, ``map<string, double>``."""
-    if f.label == "repeated":
-        return f"repeated {f.type}"
-    return f.proto_type
-
-
 def presence(f: ir.Field) -> str:
     return "implicit" if f.label == "singular" else "explicit"
 
@@ -98,8 +59,8 @@ class View:
     services: dict[str, ir.Service] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # element key -> file
     file_packages: dict[str, str] = field(default_factory=dict)  # file -> package
-    facts: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # see descriptors.py
-    features: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> resolved features, ditto
+    facts: dict[str, Mapping[int, ir.FieldFacts]] = field(default_factory=dict)  # message key -> number -> facts
+    features: dict[str, Mapping[str, str]] = field(default_factory=dict)  # key -> resolved features
     request: set[str] = field(default_factory=set)
     response: set[str] = field(default_factory=set)
 
@@ -132,14 +93,14 @@ def build_view(packages: Iterable[ir.Package], *, qualified: bool, label: str = 
     for package in packages:
         file_name = package.proto_path
         view.file_packages[file_name] = package.package
-        facts = package.extra.get("facts", {})
-        features = package.extra.get("features", {})
+        facts = package.facts
+        features = package.features
         for message in package.messages:
             key = view.key(package, message.name)
             view.messages[key] = message
             view.files[key] = file_name
             if message.name in facts:
-                view.facts[key] = dict(facts[message.name])
+                view.facts[key] = facts[message.name]
             if message.name in features:
                 view.features[key] = features[message.name]
         for enum in package.enums:
@@ -179,9 +140,7 @@ def type_change(before: ir.Field, after: ir.Field, bview: View, aview: View) -> 
     """How the element type (and map key) of a field changed, from the wire's point of view."""
     change = _element_change(before, after, bview, aview)
     if before.label == "map" and after.label == "map" and before.key_type and after.key_type:
-        key_change = scalar_change(before.key_type, after.key_type)
-        order = ("same", "compatible", "json_incompatible", "incompatible")
-        change = max(change, key_change, key=order.index)
+        change = worst_change(change, scalar_change(before.key_type, after.key_type))
     return change
 
 

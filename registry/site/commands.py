@@ -1,7 +1,7 @@
 """The ``protoreg site`` command: the registry browser written as static files.
 
-Parses its options, calls :func:`registry.site.data.site_data` and
-:func:`registry.site.pages.render_site`, writes the files and names them. ``registry/cli.py``
+Parses its options, calls :func:`protoreg.registry.site.data.site_data` and
+:func:`protoreg.registry.site.pages.render_site`, writes the files and names them. ``registry/cli.py``
 adds it to the ``protoreg`` group.
 """
 
@@ -29,7 +29,7 @@ def site(ctx: click.Context, out_dir: Path, server_url: str | None) -> None:
     (every link is relative). The same registry always gives the same bytes. DIR/site.json
     holds the data the pages show.
     """
-    from ..store import open_registry
+    from ..database import open_registry
     from .data import site_data
     from .pages import render_site, write_site
 

@@ -11,7 +11,7 @@ next to the pages so a server that never opens the database can render the same 
     (the stored ``.proto`` text);
   - ``lines``: the newest release of each major line, what ``proto_versions/`` holds and
     ``protoreg serve`` serves;
-  - ``ledger``: the field ledger (:mod:`registry.ledger`), built from the same field maps that
+  - ``ledger``: the field ledger (:mod:`protoreg.registry.ledger`), built from the same field maps that
     ``protoreg fields --format json`` prints;
   - ``diffs``: the checker's report for pairs of releases, exactly what ``protoreg diff MODEL
     FROM TO --format json`` prints plus its summary line, and ``all_pairs`` saying whether every

@@ -1,4 +1,4 @@
-"""The registry browser's pages: site data (:mod:`registry.site.data`) -> files.
+"""The registry browser's pages: site data (:mod:`protoreg.registry.site.data`) -> files.
 
 :func:`render_site` turns the site data into a mapping of relative paths to bytes: HTML pages
 from the Jinja2 templates in ``templates/`` (``StrictUndefined``, autoescaping on), the script
@@ -50,7 +50,7 @@ LEGEND = (
 )
 
 _environment = jinja2.Environment(
-    loader=jinja2.PackageLoader("registry.site", "templates"),
+    loader=jinja2.PackageLoader("protoreg.registry.site", "templates"),
     undefined=jinja2.StrictUndefined,
     autoescape=True,
     trim_blocks=True,
@@ -97,7 +97,7 @@ def render_site(
                  release=release)
             files[f"{name}/proto/{release['version']}/{release['proto_file']}"] = release["proto"].encode()
         page(f"{name}/try.html", "try.html.j2", model=model, nav="try")
-    static = resources.files("registry.site") / "static"
+    static = resources.files("protoreg.registry.site") / "static"
     for name in STATIC_FILES:
         files[f"static/{name}"] = (static / name).read_bytes()
     files[DATA_FILE] = (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()

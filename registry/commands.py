@@ -1,98 +1,64 @@
-"""The ``protoreg`` command line. Each command parses arguments, calls one library function and
-formats its result; user errors become one sentence on stderr with no traceback.
+"""The registry commands: ``register``, ``history``, ``fields``, ``render`` and ``verify``.
 
-Exit codes: 0 success, 1 could not complete, 2 usage error, 100 findings need a bigger bump.
+Each parses its arguments, calls one library function and formats the result; user errors are
+:class:`~protoreg.registry.errors.ProtoregError`\\s, which the ``protoreg`` group (``protoreg/cli.py``, where
+every command is wired) prints as one sentence. This module also owns what every command module
+shares: the global settings on the click context and the MODEL_REF arguments.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__
-from .errors import ProtoregError, UsageError
+from .errors import EXIT_FAILED, EXIT_FINDINGS, UsageError
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_FINDINGS = 100
+if TYPE_CHECKING:
+    from .schema import ModelSchema
+    from .store import Registry
 
-
-class ProtoregGroup(click.Group):
-    """Turns :class:`ProtoregError` into one line on stderr and its exit code."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ProtoregError as error:
-            click.echo(f"Error: {error}", err=True)
-            ctx.exit(error.exit_code)
+# -- shared by every command module ---------------------------------------------------------
+# The protoreg group puts the global options on ctx.obj as {"db_url": ..., "protos_dir": ...}.
 
 
-@click.group(cls=ProtoregGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--db",
-    "db_url",
-    envvar="PROTOREG_DB",
-    default=None,
-    metavar="URL",
-    help="Registry database URL (SQLAlchemy). Default: sqlite:///protoreg.db, or $PROTOREG_DB.",
-)
-@click.option(
-    "--protos",
-    "protos_dir",
-    envvar="PROTOREG_PROTOS",
-    default="proto_versions",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    metavar="DIR",
-    help="Directory of rendered protos ($PROTOREG_PROTOS).",
-)
-@click.version_option(__version__, prog_name="protoreg")
-@click.pass_context
-def main(ctx: click.Context, db_url: str | None, protos_dir: Path) -> None:
-    """protoreg: typed, versioned protobuf APIs for machine-learning models.
-
-    Register a model's pydantic schema to fix its field numbers for life, render one proto
-    package per major version into proto_versions/, check that a release's version bump is big
-    enough, and serve the models over gRPC.
-
-    A MODEL_REF is either module:Class or the name of a `protoreg.models` entry point.
-    """
-    ctx.obj = {"db_url": db_url, "protos_dir": protos_dir}
+def db_url(ctx: click.Context) -> str | None:
+    """``--db`` (or ``$PROTOREG_DB``); None means the default registry."""
+    obj = ctx.find_root().obj or {}
+    url: str | None = obj.get("db_url")
+    return url
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    error = UsageError(message) if code == EXIT_USAGE else ProtoregError(message)
-    raise error
+def protos_dir(ctx: click.Context) -> Path:
+    """``--protos`` (or ``$PROTOREG_PROTOS``): where the rendered protos live."""
+    obj = ctx.find_root().obj or {}
+    return Path(obj.get("protos_dir") or "proto_versions")
 
 
-def _open(ctx: click.Context) -> Any:
-    from .store import open_registry
+def open_from(ctx: click.Context) -> Registry:
+    from .database import open_registry
 
-    return open_registry(ctx.obj["db_url"])
+    return open_registry(db_url(ctx))
 
 
-def _models(refs: tuple[str, ...], all_models: bool) -> list[Any]:
+model_refs_argument = click.argument("model_refs", nargs=-1, metavar="MODEL_REF...")
+
+
+def schemas_of(model_refs: tuple[str, ...], all_models: bool) -> list[ModelSchema]:
+    """The schema trees of the named models (every entry-point model with ``--all``)."""
     from .loader import load_models
+    from .schema import extract_schema
 
-    if not refs and not all_models:
-        _fail("name at least one MODEL_REF (module:Class or an entry-point name), or pass --all")
-    models = load_models(refs, all_models)
-    if not models:
-        _fail("--all found no installed models in the protoreg.models entry points; install one")
-    return models
+    return [extract_schema(m) for m in load_models(model_refs, all_models)]
 
 
 # -- register ------------------------------------------------------------------------------
 
 
-@main.command()
-@click.argument("model_refs", nargs=-1, metavar="MODEL_REF...")
+@click.command()
+@model_refs_argument
 @click.option("--all", "all_models", is_flag=True, help="Register every entry-point model.")
 @click.option("--dry-run", is_flag=True, help="Show what would be allocated; change nothing.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
@@ -108,56 +74,49 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
     version with a different schema, or a version lower than the newest, is refused.
     """
     from .compat.findings import format_reports
-    from .compat.gate import BumpTooSmallError, ReleaseGate
+    from .compat.gate import register_checked
     from .render import render_tree, write_tree
-    from .schema import extract_schema
 
-    models = _models(model_refs, all_models)
-    schemas = [extract_schema(m) for m in models]
-    root: Path = ctx.obj["protos_dir"]
-    refused: list[str] = []
+    schemas = schemas_of(model_refs, all_models)
+    root = protos_dir(ctx)
     human = fmt == "text"  # with json or github, stdout carries only the findings; the rest goes to stderr
-    with _open(ctx) as registry:
-        for schema in schemas:
-            gate = ReleaseGate(file_prefix=str(root))
-            try:
-                result = registry.register(schema, dry_run=dry_run, gate=gate)
-            except BumpTooSmallError as error:
-                click.echo(format_reports([error.report], fmt))
-                click.echo(f"{schema.model} {schema.version}: refused; nothing was registered", err=True)
-                refused.append(schema.model)
-                continue
-            if result.status == "unchanged":
-                click.echo(
-                    f"{schema.model} {schema.version}: already registered with this schema; nothing to do",
-                    err=not human,
-                )
-                continue
-            verb = "would register" if dry_run else "registered"
-            click.echo(f"{schema.model} {schema.version}: {verb} ({result.package.package})", err=not human)
-            for change in result.changes:
-                click.echo(f"  {change.describe()}", err=not human)
-            if not result.changes:
-                click.echo("  no field or enum value changed", err=not human)
-            if gate.report is not None and (gate.report.findings or not human):
-                click.echo(format_reports([gate.report], fmt))
-        if not dry_run:
-            written = write_tree(root, render_tree(registry.served_packages()))
-            for path in written:
-                click.echo(f"wrote {root / path}", err=not human)
-    if refused:
+    with open_from(ctx) as registry:
+        outcomes = [register_checked(registry, s, dry_run=dry_run, file_prefix=str(root)) for s in schemas]
+        written = [] if dry_run else write_tree(root, render_tree(registry.served_packages()))
+    for outcome in outcomes:
+        schema, result, report = outcome.schema, outcome.result, outcome.report
+        if result is None:
+            assert report is not None, "a refused registration carries the gate's report"
+            click.echo(format_reports([report], fmt))
+            click.echo(f"{schema.model} {schema.version}: refused; nothing was registered", err=True)
+            continue
+        if result.status == "unchanged":
+            click.echo(f"{schema.model} {schema.version}: already registered with this schema; nothing to do",
+                       err=not human)
+            continue
+        verb = "would register" if dry_run else "registered"
+        click.echo(f"{schema.model} {schema.version}: {verb} ({result.package.package})", err=not human)
+        for change in result.changes:
+            click.echo(f"  {change.describe()}", err=not human)
+        if not result.changes:
+            click.echo("  no field or enum value changed", err=not human)
+        if report is not None and (report.findings or not human):
+            click.echo(format_reports([report], fmt))
+    for path in written:
+        click.echo(f"wrote {root / path}", err=not human)
+    if any(o.refused for o in outcomes):
         ctx.exit(EXIT_FINDINGS)
 
 
 # -- history -------------------------------------------------------------------------------
 
 
-@main.command()
+@click.command()
 @click.argument("model")
 @click.pass_context
 def history(ctx: click.Context, model: str) -> None:
     """List the releases of MODEL, oldest first, with date and what changed."""
-    with _open(ctx) as registry:
+    with open_from(ctx) as registry:
         releases = registry.releases(model)
     for release in releases:
         stamp = release.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -169,7 +128,7 @@ def history(ctx: click.Context, model: str) -> None:
 # -- fields --------------------------------------------------------------------------------
 
 
-@main.command()
+@click.command()
 @click.argument("model")
 @click.option("--version", "version", metavar="V", help="A registered version (default: the newest).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -177,13 +136,12 @@ def history(ctx: click.Context, model: str) -> None:
 @click.pass_context
 def fields(ctx: click.Context, model: str, version: str | None, fmt: str) -> None:
     """Show the field map of MODEL: every message, field number, enum value and reservation."""
-    from .fieldmap import field_map
-
-    with _open(ctx) as registry:
+    with open_from(ctx) as registry:
         release = registry.release(model, version)
-    data = field_map(release.package)
     if fmt == "json":
-        click.echo(json.dumps(data, indent=2))
+        from .fieldmap import field_map
+
+        click.echo(json.dumps(field_map(release.package), indent=2))
         return
     click.echo(f"{model} {release.version} ({release.package.package})")
     for message in release.package.messages:
@@ -208,7 +166,7 @@ def fields(ctx: click.Context, model: str, version: str | None, fmt: str) -> Non
 # -- render --------------------------------------------------------------------------------
 
 
-@main.command()
+@click.command()
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 and name the stale files if any.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Write here instead of --protos.")
@@ -219,14 +177,14 @@ def render(ctx: click.Context, check: bool, out_dir: Path | None, release_ref: s
     """Render proto_versions/ from the registry (the newest release of each major line)."""
     from .render import diff_tree, render_tree, write_tree
 
-    root = out_dir or ctx.obj["protos_dir"]
-    with _open(ctx) as registry:
+    root = out_dir or protos_dir(ctx)
+    with open_from(ctx) as registry:
         if release_ref is not None:
             model, sep, version = release_ref.partition("==")
             if not sep or not model or not version:
-                _fail(f'--release wants MODEL==VERSION, e.g. iris_model==1.0.0, not "{release_ref}"')
+                raise UsageError(f'--release wants MODEL==VERSION, e.g. iris_model==1.0.0, not "{release_ref}"')
             if out_dir is None:
-                _fail("--release needs --out DIR, so a past release never overwrites proto_versions/")
+                raise UsageError("--release needs --out DIR, so a past release never overwrites proto_versions/")
             packages = [registry.release(model, version).package]
         else:
             packages = registry.served_packages()
@@ -241,7 +199,7 @@ def render(ctx: click.Context, check: bool, out_dir: Path | None, release_ref: s
         for path in diff.missing:
             click.echo(f"missing: {root / path}", err=True)
         click.echo(f"Error: {root} is out of date; run `protoreg render` and commit the result", err=True)
-        sys.exit(EXIT_FAILED)
+        ctx.exit(EXIT_FAILED)
     written = write_tree(root, files)
     for path in written:
         click.echo(f"wrote {root / path}")
@@ -252,7 +210,7 @@ def render(ctx: click.Context, check: bool, out_dir: Path | None, release_ref: s
 # -- verify --------------------------------------------------------------------------------
 
 
-@main.command()
+@click.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Output format of the problems found.")
 @click.pass_context
@@ -265,14 +223,10 @@ def verify(ctx: click.Context, fmt: str) -> None:
     """
     from .verify import verify_registry
 
-    with _open(ctx) as registry:
+    with open_from(ctx) as registry:
         report = verify_registry(registry)
     if fmt == "json":
-        click.echo(json.dumps({
-            "ok": report.ok, "models": report.models, "releases": report.releases,
-            "problems": [{"check": p.check, "model": p.model, "version": p.version, "message": p.message}
-                         for p in report.problems],
-        }, indent=2))
+        click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         for problem in report.problems:
             click.echo(problem.describe())
@@ -282,30 +236,4 @@ def verify(ctx: click.Context, fmt: str) -> None:
         ctx.exit(EXIT_FAILED)
 
 
-# -- serve, predict (the gRPC side lives in service/) -------------------------------------
-
-from service.commands import predict, serve  # noqa: E402
-
-main.add_command(serve)
-main.add_command(predict)
-
-
-# -- compatibility commands (registry/compat/commands.py) ---------------------------------
-
-from .compat.commands import breaking, check, diff, rules  # noqa: E402
-
-main.add_command(check)
-main.add_command(diff)
-main.add_command(breaking)
-main.add_command(rules)
-
-
-# -- the registry browser (registry/site/) -------------------------------------------------
-
-from .site.commands import site  # noqa: E402
-
-main.add_command(site)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+COMMANDS = (register, history, fields, render, verify)

@@ -1,0 +1,121 @@
+"""Registering a release: numbering, the compatibility gate, rendering and the store, all or nothing.
+
+:func:`register_release` is the one place these meet. Inside one transaction that holds the
+model's write lock from its first read to its commit, it reads the release already registered
+under the same version (the same schema again is a no-op; another schema is refused), the
+model's release line and its numbering ledger; numbers the schema (:mod:`protoreg.registry.numbering`);
+hands the result to the gate (``protoreg register`` passes the compatibility check, which raises
+to refuse); renders the ``.proto`` text (:mod:`protoreg.registry.render`); and writes it all
+(:mod:`protoreg.registry.store`). A transaction that loses a race with another writer is run again
+(:mod:`protoreg.registry.retry`). ``PROTOREG_CRASH_AT`` steps (:mod:`protoreg.registry.faults`) mark where the crash
+tests kill it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from . import ir
+from .errors import ReleaseConflictError, VersionError
+from .faults import crash_point
+from .lineage import Lineage
+from .numbering import Change, History, Numbered, allocate_numbers
+from .retry import retry
+from .schema import ModelSchema
+from .store import NewRelease, Registry, ReleaseInfo, ReleaseLine, Transaction
+from .versioning import Version, parse_version
+
+
+class Gate(Protocol):
+    """Called inside the registration transaction before anything is written; raises to refuse."""
+
+    def __call__(self, line: ReleaseLine, numbered: Numbered, schema: ModelSchema) -> None: ...
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    """``status`` is ``created``, ``unchanged`` (same version, same schema) or ``planned`` (dry run)."""
+
+    status: Literal["created", "unchanged", "planned"]
+    model: str
+    version: str
+    package: ir.Package
+    changes: tuple[Change, ...]
+    previous: ReleaseInfo | None
+
+
+def register_release(
+    registry: Registry, schema: ModelSchema, *, dry_run: bool = False, gate: Gate | None = None
+) -> RegisterResult:
+    """Record ``schema`` as a release: allocate numbers, check, render, store, all or nothing."""
+    version = parse_version(schema.version)
+    result = retry(lambda: _register_once(registry, schema, version, dry_run, gate))
+    crash_point("committed")
+    return result
+
+
+def _register_once(
+    registry: Registry, schema: ModelSchema, version: Version, dry_run: bool, gate: Gate | None
+) -> RegisterResult:
+    with registry.transaction() as tx:
+        model_id = tx.lock_model(schema.model, schema.display_name, schema.description, create=not dry_run)
+        crash_point("locked")
+        if model_id is not None:
+            existing = tx.release(model_id, schema.model, schema.version)
+            if existing is not None:
+                return _same_version_again(schema, existing)
+        line = tx.release_line(model_id, schema.model) if model_id is not None else _no_releases(schema)
+        newest = line.newest
+        if newest is not None and version < newest.parsed_version:
+            raise VersionError(
+                f"{schema.model} {schema.version} is lower than the newest release "
+                f"{newest.version}; versions only go forward, so choose a version above "
+                f"{newest.version}"
+            )
+        numbered = allocate_numbers(tx.history(model_id) if model_id is not None else History(), schema)
+        crash_point("numbered")
+        if gate is not None:
+            gate(line, numbered, schema)
+        if dry_run or model_id is None:
+            return RegisterResult("planned", schema.model, schema.version, numbered.package, numbered.changes, newest)
+        _write(tx, model_id, schema, version, numbered, line.lineage)
+        crash_point("before_commit")
+        return RegisterResult("created", schema.model, schema.version, numbered.package, numbered.changes, newest)
+
+
+def _same_version_again(schema: ModelSchema, existing: ReleaseInfo) -> RegisterResult:
+    if existing.fingerprint == schema.fingerprint:
+        return RegisterResult("unchanged", schema.model, schema.version, existing.package, (), existing)
+    raise ReleaseConflictError(
+        f"{schema.model} {schema.version} is already registered with a different schema; "
+        f"a release is immutable, so bump the version (see: protoreg check {schema.model})"
+    )
+
+
+def _no_releases(schema: ModelSchema) -> ReleaseLine:
+    return ReleaseLine(schema.model, (), None, Lineage(), list)
+
+
+def _write(
+    tx: Transaction, model_id: int, schema: ModelSchema, version: Version, numbered: Numbered, lineage: Lineage
+) -> None:
+    from .render import render_package  # Jinja2: only writers pay for importing it
+
+    lineage.fold_package(schema.version, numbered.package)
+    tx.add_release(
+        model_id,
+        NewRelease(
+            display_name=schema.display_name,
+            description=schema.description,
+            version=schema.version,
+            parsed_version=version,
+            fingerprint=schema.fingerprint,
+            schema=schema.to_dict(),
+            package=numbered.package,
+            proto_text=render_package(numbered.package),
+            changes=tuple(c.describe() for c in numbered.changes),
+            history=numbered.history,
+            lineage=lineage,
+        ),
+    )
