@@ -37,7 +37,8 @@ def _time_to_serving(protos: Path, refs: list[str], env: dict[str, str], timeout
     port = free_port()
     argv = [protoreg_script(), "--protos", str(protos), "serve", *refs, "--address", f"127.0.0.1:{port}"]
     start = time.perf_counter()
-    with running("protoreg", argv, env) as process, grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with running(argv, protos.parent / "serve.log", env) as process, \
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.perf_counter() - start < timeout:
             try:
