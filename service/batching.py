@@ -201,7 +201,7 @@ class ModelLine:
 
     :meth:`call` runs on the event loop and returns the model's output for ``data`` or raises
     :class:`CallError`. ``on_stall(stalled)`` is called (on the loop) when the line stalls or
-    answers again.
+    answers again, ``on_batch(inputs, seconds)`` after every model call.
     """
 
     def __init__(
@@ -212,6 +212,7 @@ class ModelLine:
         loop: asyncio.AbstractEventLoop,
         threads: int = 1,
         on_stall: Callable[[bool], None] | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.name = name
         self.model = model
@@ -219,6 +220,7 @@ class ModelLine:
         self.loop = loop
         self.batch = callable(getattr(model, "predict_batch", None))
         self.on_stall = on_stall
+        self.on_batch = on_batch  # (inputs, seconds) of every model call, for the metrics
         self.stats = LineStats()
         self._queue: deque[_Item] = deque()
         self._in_flight = 0  # queued or running, not yet answered
@@ -357,6 +359,8 @@ class ModelLine:
     def _finished(self, thread: _Thread, batch: list[_Item], outcomes: list[Any], elapsed: float) -> None:
         """A model thread is done with ``batch`` (called on the loop)."""
         self._call_seconds = 0.8 * self._call_seconds + 0.2 * elapsed / len(batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), elapsed)
         if thread.timer is not None:
             thread.timer.cancel()
             thread.timer = None

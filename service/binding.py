@@ -42,10 +42,15 @@ class ServedModel:
     release: RenderedRelease
     instance: Any
     codec: ModelCodec
+    schema_fingerprint: str = ""  # the schema's fingerprint: a reload keeps a model whose is unchanged
 
     @property
     def service_name(self) -> str:
         return self.release.service.full_name
+
+    @property
+    def major(self) -> int:
+        return self.release.major
 
 
 def _type_name(full_name: str, package: str) -> str:
@@ -176,4 +181,5 @@ def bind_model(model: Any, tree: ProtoTree, ref: str | None = None) -> ServedMod
         release=release,
         instance=instance,
         codec=codec,
+        schema_fingerprint=schema.fingerprint,
     )

@@ -19,3 +19,4 @@ DEFAULT_MAX_STREAMS = 1000  # open PredictStream, reflection and health Watch st
 def watcher_limit(max_streams: int) -> int:
     """Open health ``Watch`` streams allowed: an eighth of ``--max-streams`` (they need no token)."""
     return max(1, max_streams // 8)
+LOG_FORMATS = ("text", "json")  # --log-format

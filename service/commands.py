@@ -2,7 +2,7 @@
 
 ``serve`` runs in the foreground until SIGTERM or SIGINT, then reports NOT_SERVING, stops taking
 calls, lets in-flight calls finish within ``--grace`` seconds and exits 0, whatever a model call
-still running does. SIGHUP re-reads the bearer token file.
+still running does. SIGHUP reloads proto_versions/ and the models and re-reads the bearer token.
 """
 
 from __future__ import annotations
@@ -13,19 +13,21 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from protoreg.registry.errors import UsageError
+from protoreg.registry.errors import ProtoregError, UsageError
 
 from .batching import DEFAULT_MAX_BATCH_DELAY, DEFAULT_MAX_BATCH_SIZE, DEFAULT_PREDICT_TIMEOUT
-from .capacity import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STREAMS, DEFAULT_WORKERS
+from .capacity import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STREAMS, DEFAULT_WORKERS, LOG_FORMATS
 
 if TYPE_CHECKING:
     from .server import ModelServer, ServeOptions
+    from .telemetry import Telemetry
 
 TLS_PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
 # not exists=True: protoreg.service.auth.read_token says what is wrong with the file and how to fix it
@@ -64,6 +66,14 @@ TOKEN_PATH = click.Path(dir_okay=False, path_type=Path)
                    "ones UNAVAILABLE, health NOT_SERVING, until it returns.")
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Server processes sharing the port (SO_REUSEPORT), each with its own copy of the models.")
+@click.option("--metrics-address", metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="Log lines as text or as one JSON object per line.")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="One log line per call: method, model, version, code, duration, peer, request id, trace id.")
+@click.option("--reload-interval", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+              help="Reload proto_versions/ and the models this often (0: only on SIGHUP).")
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -82,30 +92,33 @@ def serve(
     max_batch_delay: float,
     predict_timeout: float,
     processes: int,
+    metrics_address: str | None,
+    log_format: str,
+    access_log: bool,
+    reload_interval: float,
 ) -> None:
     """Serve models over gRPC from the releases rendered in --protos.
 
     Each model is served from the package of its major version, with health checking, server
     reflection and the protoreg registry service. A model whose installed version or schema is not
     the rendered release is refused. Concurrent calls of a model that defines predict_batch are
-    answered together, in batches.
+    answered together, in batches. SIGHUP (or --reload-interval) serves what proto_versions/ and
+    the installed models say then, without a restart, and re-reads the bearer token.
     """
-    from protoreg.registry.loader import entry_point_models
-
     from .address import parse_address
     from .auth import TokenSource
     from .batching import BatchPolicy
     from .server import ServeOptions
+    from .telemetry import configure_logging
     from .tls import server_credentials
 
     refs = list(model_refs)
-    if all_models:
-        refs += [name for name in sorted(entry_point_models()) if name not in refs]
-    if not refs:
+    if not refs and not all_models:
         raise UsageError("name at least one MODEL_REF (module:Class or an entry-point name), or pass --all")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_format)
     tokens = TokenSource.from_file(auth_token_file) if auth_token_file is not None else None
     parse_address(address)
+    metrics = parse_address(metrics_address, "--metrics-address") if metrics_address else None
     server_credentials(tls_cert, tls_key, tls_client_ca)  # every TLS file checked before anything starts
     options = ServeOptions(
         address=address,
@@ -118,34 +131,95 @@ def serve(
         auth_token=tokens,
         batch=BatchPolicy(max_batch_size=max_batch_size, max_batch_delay=max_batch_delay,
                           predict_timeout=predict_timeout),
+        reload_interval=reload_interval,
+        drain=grace,
     )
+    run = RunOptions(refs, all_models, ctx.obj["protos_dir"], grace, access_log, log_format, metrics)
     if processes > 1:
         from .supervisor import serve_processes
 
-        serve_processes(refs, ctx.obj["protos_dir"], options, processes, grace)
+        serve_processes(run, options, processes)
         return
-    run_server(refs, ctx.obj["protos_dir"], options, grace)
+    run_server(run, options)
 
 
-def run_server(refs: list[str], protos: Path, options: ServeOptions, grace: float,
-               on_ready: Callable[[ModelServer, int], None] | None = None) -> None:
+class ServeError(ProtoregError):
+    """``protoreg serve`` could not start something besides the gRPC server."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``protoreg serve`` needs beyond the server's own options."""
+
+    refs: list[str]
+    all_models: bool
+    protos: Path
+    grace: float
+    access_log: bool
+    log_format: str
+    metrics: tuple[str, int] | None  # where to serve /metrics (None: nowhere)
+
+
+def build_telemetry(run: RunOptions, metrics: bool) -> Telemetry:
+    """The telemetry of one server process; tracing when OTEL_* asks for it and the extra is there."""
+    from .telemetry import Metrics, Telemetry, Tracing, tracing_requested
+
+    tracing = None
+    if tracing_requested():
+        try:
+            tracing = Tracing()
+        except ImportError:
+            logging.getLogger("protoreg.service").warning(
+                "OTEL_* settings ask for traces but the OpenTelemetry packages are not installed; "
+                "pip install 'protoreg[otel]'")
+    return Telemetry(access_log=run.access_log, metrics=Metrics() if metrics else None, tracing=tracing)
+
+
+def start_metrics_endpoint(address: tuple[str, int], registry: Any = None) -> None:
+    """Serve ``/metrics`` in a thread of its own; a busy port is one sentence."""
+    from prometheus_client import REGISTRY, start_http_server
+
+    host, port = address
+    try:
+        start_http_server(port, addr=host.strip("[]"), registry=REGISTRY if registry is None else registry)
+    except OSError as error:
+        raise ServeError(f"cannot serve metrics on {host}:{port} ({error.strerror or error}); choose another "
+                         "--metrics-address") from error
+
+
+def run_server(run: RunOptions, options: ServeOptions,
+               on_ready: Callable[[ModelServer, int], None] | None = None, serve_metrics: bool = True) -> None:
     """Serve in the foreground until SIGTERM or SIGINT, then drain and exit the process.
 
     ``on_ready`` (used by ``--processes``) is called with the server and its port once it listens,
-    and reports SERVING itself (the server starts NOT_SERVING then). The process exits with
+    and reports SERVING itself (the server starts NOT_SERVING then); a worker records metrics but
+    leaves ``/metrics`` to its parent (``serve_metrics=False``). The process exits with
     ``os._exit`` once the server has stopped: a model call that ignored the cancellation at the end
     of ``--grace`` must not keep it alive.
     """
-    from .server import serve_refs
+    from dataclasses import replace
 
-    server = serve_refs(refs, protos, options)
+    from .server import ReloadError, serve_refs
+
+    telemetry = build_telemetry(run, run.metrics is not None)
+    if run.metrics is not None and serve_metrics:
+        start_metrics_endpoint(run.metrics)
+    server = serve_refs(run.refs, run.protos, replace(options, telemetry=telemetry), run.all_models)
     stop = threading.Event()
     tokens = server.tokens
+    grace = run.grace
+
+    def reload() -> None:
+        if tokens is not None:
+            tokens.reload()
+        try:
+            server.reload()
+        except ReloadError as error:
+            logging.getLogger("protoreg.service").error("reload failed, still serving what was served: %s", error)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
-            if tokens is not None:
-                threading.Thread(target=tokens.reload, daemon=True).start()
+            threading.Thread(target=reload, name="protoreg-reload", daemon=True).start()
             return
         stop.set()
 

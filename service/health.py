@@ -45,6 +45,7 @@ class HealthServicer:
         self.watchers = watchers
         self._authorized = authorized
         self._changed = asyncio.Condition()
+        self._version = 0  # bumped on every change, so a watcher cannot miss one
         self.shutting_down = False
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
@@ -59,16 +60,26 @@ class HealthServicer:
         if self.shutting_down or self.statuses.get(service) == status:
             return
         self.statuses[service] = status
+        await self._notify()
+
+    async def _notify(self) -> None:
         async with self._changed:
+            self._version += 1
             self._changed.notify_all()
 
-    async def shut_down(self) -> None:
-        """Every status NOT_SERVING for good; the watchers get it, then their streams end."""
+    async def shut_down(self, wait: float = 1.0) -> None:
+        """Every status NOT_SERVING for good; the watchers get it, then their streams end.
+
+        Waits (at most ``wait`` seconds) until every Watch stream has sent it and ended, so that
+        the server's own shutdown does not cut a stream before its last answer.
+        """
         self.shutting_down = True
         for service in self.statuses:
             self.statuses[service] = NOT_SERVING
-        async with self._changed:
-            self._changed.notify_all()
+        await self._notify()
+        deadline = asyncio.get_running_loop().time() + wait
+        while self.watchers.open and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
 
     async def _request(self, raw: bytes, context: grpc.aio.ServicerContext, method: str) -> str:
         try:
@@ -103,14 +114,16 @@ class HealthServicer:
         try:
             sent = None
             while True:
+                seen = self._version
                 status = self.statuses.get(service, SERVICE_UNKNOWN)
                 if status != sent:
                     yield health_pb2.HealthCheckResponse(status=status).SerializeToString()
                     sent = status
+                    continue  # the status may have changed while the answer was sent
                 if self.shutting_down:
                     return
                 async with self._changed:
-                    await self._changed.wait()
+                    await self._changed.wait_for(lambda seen=seen: self._version != seen)  # type: ignore[misc]
         finally:
             self.watchers.release()
 

@@ -24,24 +24,24 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, message_factory
 from grpc_reflection.v1alpha import reflection_pb2
 from grpc_reflection.v1alpha._async import ReflectionServicer
 
 from protoreg.registry.errors import ProtoregError
-from protoreg.registry.loader import load_model
 from protoreg.registry.naming import (
     PREDICT_METHOD,
     PREDICT_STREAM_METHOD,
     STREAM_REQUEST_MESSAGE,
     STREAM_RESPONSE_MESSAGE,
 )
+from protoreg.registry.schema import extract_schema
 
 from .address import parse_address
 from .auth import TokenSource
@@ -53,8 +53,10 @@ from .convert import RequestError, Violation
 from .health import NOT_SERVING, SERVING, HealthServicer
 from .health import SERVICE as HEALTH_SERVICE
 from .limits import Slots
+from .models import ModelSource, choose
 from .registry_service import REGISTRY_SERVICE, RegistryServicer
 from .status import Status, abort, internal, invalid, undecodable
+from .telemetry import Telemetry
 from .tls import server_credentials
 
 log = logging.getLogger("protoreg.service")
@@ -80,6 +82,9 @@ class ServeOptions:
     auth_token: str | TokenSource | None = None  # when set, every call but health needs it (auth.py)
     batch: BatchPolicy = field(default_factory=BatchPolicy)
     reuse_port: bool = False  # --processes: every worker process binds the same port
+    telemetry: Telemetry | None = None  # request ids, access lines, metrics, traces (default: access lines)
+    reload_interval: float = 0.0  # seconds between reloads (0: only on request, e.g. SIGHUP)
+    drain: float = 10.0  # seconds a line gone from proto_versions/ stays, NOT_SERVING, before UNIMPLEMENTED
 
 
 # -- model services ---------------------------------------------------------------------------
@@ -93,14 +98,18 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
 class ModelServicer:
     """``Predict`` and ``PredictStream`` of one served model, through its :class:`ModelLine`."""
 
-    def __init__(self, model: ServedModel, tree: ProtoTree, line: ModelLine, streams: Slots) -> None:
+    def __init__(self, model: ServedModel, tree: ProtoTree, line: ModelLine, streams: Slots,
+                 telemetry: Telemetry | None = None) -> None:
         self.model = model
         self.line = line
         self.streams = streams
+        self.span = (telemetry or Telemetry(access_log=False)).span
         self.subject = f"model {model.name} {model.version}"
-        package = model.release.package
-        self.stream_request = tree.message_class(f"{package}.{STREAM_REQUEST_MESSAGE}")
-        self.stream_response = tree.message_class(f"{package}.{STREAM_RESPONSE_MESSAGE}")
+        # the classes of the model's own release file, which its codec was built from (a reload
+        # may have compiled a newer tree meanwhile)
+        messages = model.release.file.message_types_by_name
+        self.stream_request = message_factory.GetMessageClass(messages[STREAM_REQUEST_MESSAGE])
+        self.stream_response = message_factory.GetMessageClass(messages[STREAM_RESPONSE_MESSAGE])
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         service = self.model.service_name
@@ -130,17 +139,23 @@ class ModelServicer:
             raise internal("response conversion", self.subject, error) from error
 
     async def predict(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        span = self.span
         try:
             codec = self.model.codec
             try:
-                data = self._input(codec.parse(request))
+                with span("decode"):
+                    message = codec.parse(request)
+                with span("validate"):
+                    data = self._input(message)
             except RequestError as error:
                 raise invalid(str(error), error.violations) from error
             try:
-                output = await self.line.call(data, _deadline(context))
+                with span("predict"):
+                    output = await self.line.call(data, _deadline(context))
             except CallError as error:
                 raise self._failure(error) from error
-            return self._response(output).SerializeToString()  # type: ignore[no-any-return]
+            with span("encode"):
+                return self._response(output).SerializeToString()  # type: ignore[no-any-return]
         except Status as status:
             await abort(context, status)
             raise AssertionError("unreachable") from None  # abort raises
@@ -285,85 +300,144 @@ class Router(grpc.GenericRpcHandler):
 
     Health is let through without the token (its servicer answers only the overall status then);
     every other method, unknown ones included, is UNAUTHENTICATED without it, so nothing can be
-    probed.
+    probed. A reload swaps the whole table at once (:meth:`ModelServer.reload`); calls in flight
+    finish on the handlers they started with.
     """
 
-    def __init__(self, handlers: dict[str, grpc.RpcMethodHandler], tokens: TokenSource | None) -> None:
+    def __init__(self, handlers: dict[str, grpc.RpcMethodHandler], denials: dict[str, grpc.RpcMethodHandler],
+                 tokens: TokenSource | None) -> None:
         self.handlers = handlers
+        self.denials = denials
         self.tokens = tokens
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method: str = handler_call_details.method
-        handler = self.handlers.get(method)
         tokens = self.tokens
         if tokens is None or method.startswith(f"/{HEALTH_SERVICE}/"):
-            return handler
+            return self.handlers.get(method)
         if tokens.authorized(handler_call_details.invocation_metadata):
-            return handler
-        return _denial(handler)
+            return self.handlers.get(method)
+        return self.denials.get(method) or _denial(None)
 
 
 # -- the server -------------------------------------------------------------------------------
 
 
+class ReloadError(ProtoregError):
+    """A reload that cannot be done; the server keeps serving what it served."""
+
+
+@dataclass
+class _Prepared:
+    """What a reload will serve, worked out off the loop: the tree and one model per line."""
+
+    tree: ProtoTree
+    models: dict[str, ServedModel]  # service name -> model (reused objects for unchanged lines)
+    gone: list[str]
+
+
 class ModelServer:
-    """A configured gRPC server for some models; :meth:`start` binds, :meth:`stop` drains.
+    """A configured gRPC server for some models; :meth:`start` binds, :meth:`stop` drains,
+    :meth:`reload` serves what ``proto_versions/`` and the installed models say now.
 
     The server's event loop runs in a thread of its own; every public method is called from any
     other thread.
     """
 
-    def __init__(self, models: Sequence[ServedModel], tree: ProtoTree, options: ServeOptions) -> None:
-        self.models = list(models)
+    def __init__(self, models: Sequence[ServedModel], tree: ProtoTree, options: ServeOptions,
+                 source: ModelSource | None = None) -> None:
         self.tree = tree
         self.options = options
+        self.source = source
         self.port = 0
         tokens = options.auth_token
         self.tokens = TokenSource.fixed(tokens) if isinstance(tokens, str) else tokens
-        self.service_names = [m.service_name for m in self.models]
-        if tree.registry_file is not None:
-            self.service_names.append(REGISTRY_SERVICE)
+        self.telemetry = options.telemetry if options.telemetry is not None else Telemetry()
+        self.served: dict[str, ServedModel] = {m.service_name: m for m in models}
+        self.draining: dict[str, ServedModel] = {}  # gone from proto_versions/, NOT_SERVING until removed
         self.lines: dict[str, ModelLine] = {}
         self.health: HealthServicer | None = None
+        self.router: Router | None = None
+        self._streams: Slots | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="protoreg-server", daemon=True)
         self._server: grpc.aio.Server | None = None
+        self._reloading: asyncio.Lock | None = None
+        self._sampler: asyncio.TimerHandle | None = None
+        self._reload_timer: asyncio.TimerHandle | None = None
         _add_reflection_v1_file(tree)
+
+    @property
+    def models(self) -> list[ServedModel]:
+        return list(self.served.values())
+
+    @property
+    def service_names(self) -> list[str]:
+        names = list(self.served)
+        if self.tree.registry_file is not None:
+            names.append(REGISTRY_SERVICE)
+        return names
 
     # -- running on the loop ---------------------------------------------------------------
 
     def _run(self, coroutine: Awaitable[Any], timeout: float | None = None) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)  # type: ignore[arg-type]
 
-    def _build(self) -> grpc.aio.Server:
-        """The aio server with every handler (on the loop: grpc.aio binds to the running loop)."""
-        options = self.options
-        streams = Slots(options.max_streams, "open streams (PredictStream, reflection and health Watch)",
-                        "--max-streams")
-        watchers = Slots(watcher_limit(options.max_streams), "open health Watch streams", "--max-streams / 8")
-        self.health = health = HealthServicer(
-            watchers, authorized=None if self.tokens is None else self.tokens.authorized_context)
+    def _line(self, model: ServedModel) -> ModelLine:
+        name = model.service_name
+        batch_aware = callable(getattr(model.instance, "predict_batch", None))
+        metrics = self.telemetry.metrics
+        on_batch = None
+        if metrics is not None:
+            labels = (model.name, str(model.major))
+            on_batch = functools.partial(_observe_batch, metrics.predict_seconds.labels(*labels),
+                                         metrics.batch_size.labels(*labels))
+        return ModelLine(
+            f"{model.name} {model.version}", model.instance, self.options.batch, self._loop,
+            threads=1 if batch_aware else self.options.workers,
+            on_stall=functools.partial(self._on_stall, name), on_batch=on_batch,
+        )
+
+    def _tables(self) -> tuple[dict[str, grpc.RpcMethodHandler], dict[str, grpc.RpcMethodHandler]]:
+        """Every handler for what is served now (wrapped by the telemetry), and their denials."""
+        assert self.health is not None and self._streams is not None
+        telemetry = self.telemetry
         handlers: dict[str, grpc.RpcMethodHandler] = {}
-        for model in self.models:
-            name = model.service_name
-            line = ModelLine(
-                f"{model.name} {model.version}", model.instance, options.batch, self._loop,
-                threads=options.workers if not callable(getattr(model.instance, "predict_batch", None)) else 1,
-                on_stall=functools.partial(self._on_stall, name),
-            )
-            self.lines[name] = line
-            handlers.update(ModelServicer(model, self.tree, line, streams).handlers())
+        every = {**self.served, **self.draining}
+        for name, model in every.items():
+            line = self.lines[name]
+            for path, handler in ModelServicer(model, self.tree, line, self._streams, telemetry).handlers().items():
+                handlers[path] = telemetry.wrap(path, handler, (model.name, model.version))
+        service_names = list(every)
         if self.tree.registry_file is not None:
-            handlers.update(RegistryServicer(self.models, self.tree).handlers())
-        handlers.update(health.handlers())
-        reflected = [*self.service_names, HEALTH_SERVICE, REFLECTION_V1ALPHA, REFLECTION_V1]
+            for path, handler in RegistryServicer(list(every.values()), self.tree).handlers().items():
+                handlers[path] = telemetry.wrap(path, handler)
+            service_names.append(REGISTRY_SERVICE)
+        for path, handler in self.health.handlers().items():
+            handlers[path] = telemetry.wrap(path, handler)
+        reflected = [*service_names, HEALTH_SERVICE, REFLECTION_V1ALPHA, REFLECTION_V1]
         reflection = ReflectionServicer(reflected, pool=self.tree.pool)
         for name in (REFLECTION_V1ALPHA, REFLECTION_V1):
             path = f"/{name}/ServerReflectionInfo"
-            handlers[path] = _reflection_handler(reflection, streams, path)
+            handlers[path] = telemetry.wrap(path, _reflection_handler(reflection, self._streams, path))
+        denials = {path: telemetry.wrap(path, _denial(handler)) for path, handler in handlers.items()}
+        return handlers, denials
+
+    def _build(self) -> grpc.aio.Server:
+        """The aio server with every handler (on the loop: grpc.aio binds to the running loop)."""
+        options = self.options
+        self._streams = Slots(options.max_streams, "open streams (PredictStream, reflection and health Watch)",
+                              "--max-streams")
+        watchers = Slots(watcher_limit(options.max_streams), "open health Watch streams", "--max-streams / 8")
+        self.health = HealthServicer(
+            watchers, authorized=None if self.tokens is None else self.tokens.authorized_context)
+        self.lines = {name: self._line(model) for name, model in self.served.items()}
+        self._report_releases(self.served.values(), 1)
+        self.router = Router(*self._tables(), self.tokens)
+        self._reloading = asyncio.Lock()
         limit = options.max_message_bytes
-        server = grpc.aio.server(
-            handlers=[Router(handlers, self.tokens)],
+        return grpc.aio.server(
+            handlers=[self.router],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -371,7 +445,25 @@ class ModelServer:
                 ("grpc.so_reuseport", 1 if options.reuse_port else 0),
             ],
         )
-        return server
+
+    def _report_releases(self, models: Any, value: int) -> None:
+        metrics = self.telemetry.metrics
+        if metrics is not None:
+            for model in models:
+                metrics.release.labels(model.name, str(model.major), model.version).set(value)
+
+    def _sample(self) -> None:
+        """Queue depths and calls in flight, for the metrics, once a second."""
+        metrics = self.telemetry.metrics
+        if metrics is None:
+            return
+        for name, line in self.lines.items():
+            model = self.served.get(name) or self.draining.get(name)
+            if model is not None:
+                labels = (model.name, str(model.major))
+                metrics.queue_depth.labels(*labels).set(line.queued)
+                metrics.model_in_flight.labels(*labels).set(line.in_flight)
+        self._sampler = self._loop.call_later(1.0, self._sample)
 
     def _on_stall(self, service: str, stalled: bool) -> None:
         if self.health is not None:
@@ -397,6 +489,7 @@ class ModelServer:
             )
         await server.start()
         await self._set_serving(serving)
+        self._sample()
         return bound
 
     async def _set_serving(self, serving: bool) -> None:
@@ -408,12 +501,124 @@ class ModelServer:
             await self.health.set(name, NOT_SERVING if line is not None and line.stalled else status)
 
     async def _stop(self, grace: float | None) -> None:
+        for timer in (self._sampler, self._reload_timer):
+            if timer is not None:
+                timer.cancel()
         if self.health is not None:
             await self.health.shut_down()
         if self._server is not None:
             await self._server.stop(grace)
         for line in self.lines.values():
             line.close()
+
+    # -- reloading ---------------------------------------------------------------------------
+
+    def _prepare(self) -> _Prepared:
+        """Compile ``proto_versions/`` again and decide what serves each line (in a worker thread)."""
+        tree = load_protos(self.tree.root)
+        _add_reflection_v1_file(tree)
+        current = {(m.name, m.major): m for m in self.served.values()}
+        models: dict[str, ServedModel] = {}
+        if self.source is not None:
+            for candidate in choose(self.source.candidates(), tree):
+                kept = current.get((candidate.name, candidate.major))
+                fingerprint = extract_schema(candidate.model).fingerprint
+                if kept is not None and kept.version == candidate.version and kept.schema_fingerprint == fingerprint:
+                    models[kept.service_name] = kept
+                else:
+                    bound = bind_model(candidate.model, tree, candidate.ref)
+                    models[bound.service_name] = bound
+        provided = {(m.name, m.major) for m in models.values()}
+        gone: list[str] = []
+        for (name, major), model in current.items():
+            if (name, major) in provided:
+                continue
+            release = tree.release(name, major)
+            if release is None:
+                gone.append(model.service_name)
+            elif release.version == model.version:
+                models[model.service_name] = model  # still rendered as it was: it serves on unchanged
+            else:
+                raise ReloadError(
+                    f"{tree.root / release.path} now holds {name}=={release.version} but the installed model "
+                    f"serving {model.service_name} is {model.version}; install the new release (or name it in "
+                    "the MODEL_REFs) and reload again"
+                )
+        return _Prepared(tree, models, gone)
+
+    async def _reload(self) -> str:
+        assert self._reloading is not None and self.router is not None and self.health is not None
+        async with self._reloading:
+            prepared = await self._loop.run_in_executor(None, self._prepare)
+            before = dict(self.served)
+            started, replaced, retired = [], [], []
+            lines = dict(self.lines)
+            for name, model in prepared.models.items():
+                old = before.get(name)
+                if old is model:
+                    continue
+                lines[name] = self._line(model)
+                if old is None:
+                    started.append(model)
+                else:
+                    replaced.append((old, model))
+                    retired.append(self.lines[name])
+            self.tree = prepared.tree
+            self.served = prepared.models
+            for name in prepared.gone:
+                self.draining[name] = before[name]
+            self.lines = lines
+            self.router.handlers, self.router.denials = self._tables()  # one assignment each, on the loop
+            for old, _ in replaced:
+                self._report_releases([old], 0)
+            self._report_releases([*started, *(new for _, new in replaced)], 1)
+            for model in [*started, *(new for _, new in replaced)]:
+                await self.health.set(model.service_name, SERVING)
+            for name in prepared.gone:
+                await self.health.set(name, NOT_SERVING)
+                self._loop.call_later(self.options.drain, self._remove, name)
+            for line in retired:
+                self._retire(line)
+            parts = [f"serving {m.name} {m.version} as {m.service_name} (new)" for m in started]
+            parts += [f"serving {new.name} {new.version} as {new.service_name} (was {old.version})"
+                      for old, new in replaced]
+            parts += [f"stopping {name} (no longer in {self.tree.root})" for name in prepared.gone]
+            summary = "; ".join(parts) or "nothing changed"
+            log.info("reloaded: %s", summary)
+            return summary
+
+    def _remove(self, name: str) -> None:
+        """A gone line's drain is over: its methods answer UNIMPLEMENTED from now on."""
+        model = self.draining.pop(name, None)
+        if model is None or self.router is None:
+            return
+        line = self.lines.pop(name, None)
+        self._report_releases([model], 0)
+        self.router.handlers, self.router.denials = self._tables()
+        if line is not None:
+            self._retire(line)
+
+    def _retire(self, line: ModelLine) -> None:
+        """Close a replaced line once the calls it took have their answers."""
+        if line.in_flight:
+            self._loop.call_later(0.1, self._retire, line)
+        else:
+            line.close()
+
+    def _schedule_reloads(self) -> None:
+        interval = self.options.reload_interval
+        if interval:
+            self._reload_timer = self._loop.call_later(interval, self._periodic_reload)
+
+    def _periodic_reload(self) -> None:
+        async def run() -> None:
+            try:
+                await self._reload()
+            except Exception as error:  # a failed reload changes nothing; say why and try again later
+                log.error("reload failed, still serving what was served: %s", _reason(error))
+            self._schedule_reloads()
+
+        self._loop.create_task(run())
 
     # -- the public, thread-safe side ------------------------------------------------------------
 
@@ -429,11 +634,27 @@ class ModelServer:
         except BaseException:
             self._shutdown_loop()
             raise
+        self._loop.call_soon_threadsafe(self._schedule_reloads)
         return self.port
 
     def set_serving(self, serving: bool) -> None:
         """Report every service (and the server) SERVING or NOT_SERVING."""
         self._run(self._set_serving(serving))
+
+    def reload(self) -> str:
+        """Serve what ``proto_versions/`` and the installed models say now; returns a summary.
+
+        New major lines start, lines whose release changed are replaced (calls in flight finish
+        on the old one), lines gone from ``proto_versions/`` report NOT_SERVING and answer
+        UNIMPLEMENTED after ``drain`` seconds. A reload that fails changes nothing and raises
+        :class:`ReloadError` saying why.
+        """
+        try:
+            return str(self._run(self._reload()))
+        except ReloadError:
+            raise
+        except Exception as error:
+            raise ReloadError(_reason(error)) from error
 
     def stop(self, grace: float | None = 10.0) -> None:
         """Report NOT_SERVING, stop accepting calls, let in-flight calls finish within ``grace``.
@@ -447,6 +668,7 @@ class ModelServer:
             self._run(self._stop(grace))
         finally:
             self._shutdown_loop()
+            self.telemetry.shutdown()
 
     def _shutdown_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -457,9 +679,17 @@ class ModelServer:
         """One line per model line: calls and the sizes of the batches that served them."""
         return [f"{name}: {line.stats.summary()}" for name, line in self.lines.items()]
 
-    def call_soon(self, fn: Callable[[], Any]) -> None:
-        """Run ``fn`` on the server's loop (thread-safe)."""
-        self._loop.call_soon_threadsafe(fn)
+
+def _reason(error: BaseException) -> str:
+    """One sentence for a failed reload."""
+    if isinstance(error, ProtoregError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _observe_batch(seconds: Any, sizes: Any, size: int, elapsed: float) -> None:
+    seconds.observe(elapsed)
+    sizes.observe(size)
 
 
 def create_server(
@@ -467,6 +697,7 @@ def create_server(
     protos: Path | ProtoTree,
     options: ServeOptions | None = None,
     refs: Sequence[str] | None = None,
+    source: ModelSource | None = None,
 ) -> ModelServer:
     """Compile ``protos`` (unless already compiled), bind every model, and build the server."""
     tree = protos if isinstance(protos, ProtoTree) else load_protos(protos)
@@ -480,9 +711,13 @@ def create_server(
                 f"{model.service_name}; serve one release per major line"
             )
         seen[model.service_name] = f"{model.name} {model.version}"
-    return ModelServer(bound, tree, options or ServeOptions())
+    return ModelServer(bound, tree, options or ServeOptions(), source)
 
 
-def serve_refs(refs: Sequence[str], protos: Path, options: ServeOptions) -> ModelServer:
-    """Load MODEL_REFs and build their server (what ``protoreg serve`` runs)."""
-    return create_server([load_model(ref) for ref in refs], protos, options, refs)
+def serve_refs(refs: Sequence[str], protos: Path, options: ServeOptions, all_models: bool = False) -> ModelServer:
+    """Resolve MODEL_REFs (and, with ``all_models``, every entry point) and build their server
+    (what ``protoreg serve`` runs); a reload resolves them again."""
+    source = ModelSource(refs, all_models)
+    tree = load_protos(protos)
+    chosen = choose(source.candidates(), tree)
+    return create_server([c.model for c in chosen], tree, options, [c.ref for c in chosen], source)

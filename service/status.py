@@ -3,9 +3,10 @@
 A handler raises :class:`Status` (a gRPC status code name, one sentence, and the
 ``google.rpc.BadRequest`` field violations or the request id when there are any); the server sends
 it with :func:`abort`. ``INVALID_ARGUMENT`` carries its violations as ``google.rpc.Status``
-details, cut to what fits in a client's trailers (``service/limits.py``); ``INTERNAL`` carries its
-request id in the trailing metadata ``request-id`` and in its message, and the traceback is
-logged under the same id. The code names are gRPC's, which every transport maps.
+details, cut to what fits in a client's trailers (``service/limits.py``). Every call's request id
+is in the trailing metadata ``x-request-id`` (``service/telemetry.py``); ``INTERNAL`` repeats it
+as ``request-id`` and in its message, and the traceback is logged under the same id. The code
+names are gRPC's, which every transport maps.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from grpc_status import rpc_status
 
 from .convert import Violation
 from .limits import bounded_status
+from .telemetry import CURRENT, REQUEST_ID, record_code
 
 log = logging.getLogger("protoreg.service")
 
@@ -37,11 +39,13 @@ class Status(Exception):
 
 
 def internal(what: str, subject: str, error: BaseException | None = None) -> Status:
-    """INTERNAL with a fresh request id; the traceback (of ``error``, or of the exception being
-    handled) is logged under that id."""
-    request_id = uuid.uuid4().hex
+    """INTERNAL with the call's request id (or a fresh one); the traceback (of ``error``, or of
+    the exception being handled) is logged under that id."""
+    call = CURRENT.get()
+    request_id = call.request_id if call is not None else uuid.uuid4().hex
     log.error("request %s: %s of %s failed", request_id, what, subject,
-              exc_info=(type(error), error, error.__traceback__) if error is not None else True)
+              exc_info=(type(error), error, error.__traceback__) if error is not None else True,
+              extra={"request_id": request_id})
     return Status(
         "INTERNAL",
         f"{subject} failed on this request (request id {request_id}); the server log has the details",
@@ -60,7 +64,10 @@ def undecodable(method: str, error: Exception) -> Status:
 
 async def abort(context: grpc.aio.ServicerContext, status: Status) -> None:
     """End the call with ``status`` (raises, as ``context.abort`` does)."""
+    record_code(status.code)
     code = getattr(grpc.StatusCode, status.code)
+    call = CURRENT.get()
+    trailers: tuple[tuple[str, str], ...] = ((REQUEST_ID, call.request_id),) if call is not None else ()
     if status.code == "INVALID_ARGUMENT":
         message, violations = bounded_status(status.message, status.violations)
         proto = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message)
@@ -73,6 +80,7 @@ async def abort(context: grpc.aio.ServicerContext, status: Status) -> None:
             )
             proto.details.add().Pack(detail)
         rich = rpc_status.to_status(proto)
-        await context.abort(rich.code, rich.details, rich.trailing_metadata)
-    trailers = (("request-id", status.request_id),) if status.request_id else ()
+        await context.abort(rich.code, rich.details, (*rich.trailing_metadata, *trailers))
+    if status.request_id:
+        trailers += (("request-id", status.request_id),)
     await context.abort(code, status.message, trailers)

@@ -23,12 +23,13 @@ import json
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ import click
 from protoreg.registry.errors import ProtoregError
 
 from .address import parse_address
+from .commands import RunOptions, run_server, start_metrics_endpoint
 from .server import ServeError, ServeOptions
 
 log = logging.getLogger("protoreg.service")
@@ -72,16 +74,21 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker_config(refs: Sequence[str], protos: Path, options: ServeOptions, address: str, grace: float) -> str:
+def _worker_config(run: RunOptions, options: ServeOptions, address: str) -> str:
     tokens = options.auth_token
     token_file = getattr(tokens, "path", None)
     if tokens is not None and token_file is None:
         raise ServeError("--processes needs the bearer token in a file (--auth-token-file)")
     return json.dumps({
-        "refs": list(refs),
-        "protos": str(protos),
+        "refs": list(run.refs),
+        "all_models": run.all_models,
+        "protos": str(run.protos),
         "address": address,
-        "grace": grace,
+        "grace": run.grace,
+        "access_log": run.access_log,
+        "log_format": run.log_format,
+        "metrics": list(run.metrics) if run.metrics else None,
+        "reload_interval": options.reload_interval,
         "max_message_bytes": options.max_message_bytes,
         "tls_cert": str(options.tls_cert) if options.tls_cert else None,
         "tls_key": str(options.tls_key) if options.tls_key else None,
@@ -95,12 +102,14 @@ def _worker_config(refs: Sequence[str], protos: Path, options: ServeOptions, add
     })
 
 
-def _spawn(index: int, config: str) -> _Worker:
+def _spawn(index: int, config: str, metrics_dir: str | None) -> _Worker:
     status_r, status_w = os.pipe()
     command_r, command_w = os.pipe()
     package = __spec__.parent if __spec__ is not None else "service"
     code = f"from {package}.supervisor import worker_main; worker_main()"
     env = {**os.environ, "PROTOREG_WORKER": f"{status_w},{command_r}"}
+    if metrics_dir is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # prometheus-client's multiprocess mode
     process = subprocess.Popen(
         [sys.executable, "-c", code, config],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env, pass_fds=(status_w, command_r),
@@ -117,13 +126,19 @@ def _tell(worker: _Worker, command: str) -> None:
         pass  # it died; the loop notices
 
 
-def serve_processes(refs: Sequence[str], protos: Path, options: ServeOptions, processes: int, grace: float) -> None:
-    """Run ``processes`` workers until SIGTERM or SIGINT; returns once they have all stopped."""
+def serve_processes(run: RunOptions, options: ServeOptions, processes: int) -> None:
+    """Run ``processes`` workers until SIGTERM or SIGINT; returns once they have all stopped.
+
+    With ``--metrics-address`` the workers write their metrics into a temporary directory
+    (prometheus-client's multiprocess mode) and this process serves their sum.
+    """
+    grace = run.grace
     host, port = parse_address(options.address)
     reservation = _reserve_port(host, port)
     port = reservation.getsockname()[1]
     address = f"{host}:{port}"
-    config = _worker_config(refs, protos, options, address, grace)
+    config = _worker_config(run, options, address)
+    metrics_dir = _metrics_endpoint(run.metrics) if run.metrics is not None else None
     stop = {"signal": 0}
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -135,7 +150,7 @@ def serve_processes(refs: Sequence[str], protos: Path, options: ServeOptions, pr
         stop["signal"] = signum
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    workers = [_spawn(i, config) for i in range(processes)]
+    workers = [_spawn(i, config, metrics_dir) for i in range(processes)]
     failures_in_a_row = 0
     announced = False
     try:
@@ -178,14 +193,31 @@ def serve_processes(refs: Sequence[str], protos: Path, options: ServeOptions, pr
                 log.error("server process %d (pid %d) exited with %s; starting it again",
                           worker.index, worker.process.pid, code)
                 _close(worker)
-                workers[i] = _spawn(worker.index, config)
+                if metrics_dir is not None:
+                    from prometheus_client import multiprocess
+
+                    multiprocess.mark_process_dead(worker.process.pid, metrics_dir)
+                workers[i] = _spawn(worker.index, config, metrics_dir)
         click.echo(f"shutting down: finishing in-flight calls (up to {grace:g}s)")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _stop_all(workers, grace)
         reservation.close()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     click.echo("stopped")
+
+
+def _metrics_endpoint(address: tuple[str, int]) -> str:
+    """A fresh directory for the workers' metrics, and ``/metrics`` serving their sum."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    directory = tempfile.mkdtemp(prefix="protoreg-metrics-")
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    start_metrics_endpoint(address, registry)
+    return directory
 
 
 def _close(worker: _Worker) -> None:
@@ -220,11 +252,11 @@ def worker_main() -> None:
 
     from .auth import TokenSource
     from .batching import BatchPolicy
-    from .commands import run_server
+    from .telemetry import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     status_fd, command_fd = (int(fd) for fd in os.environ.pop("PROTOREG_WORKER").split(","))
     config = json.loads(sys.argv[1])
+    configure_logging(config["log_format"])
 
     def path(key: str) -> Path | None:
         return Path(config[key]) if config[key] else None
@@ -242,7 +274,12 @@ def worker_main() -> None:
         batch=BatchPolicy(max_batch_size=config["max_batch_size"], max_batch_delay=config["max_batch_delay"],
                           predict_timeout=config["predict_timeout"]),
         reuse_port=True,
+        reload_interval=config["reload_interval"],
+        drain=config["grace"],
     )
+    run = RunOptions(config["refs"], config["all_models"], Path(config["protos"]), config["grace"],
+                     config["access_log"], config["log_format"],
+                     tuple(config["metrics"]) if config["metrics"] else None)  # type: ignore[arg-type]
 
     def on_ready(server: Any, port: int) -> None:
         served = [f"{m.name} {m.version} as {m.service_name}" for m in server.models]
@@ -258,7 +295,7 @@ def worker_main() -> None:
         threading.Thread(target=listen, name="protoreg-supervised", daemon=True).start()
 
     try:
-        run_server(config["refs"], Path(config["protos"]), options, config["grace"], on_ready=on_ready)
+        run_server(run, options, on_ready=on_ready, serve_metrics=False)
     except ProtoregError as error:
         print(f"Error: {error}", file=sys.stderr, flush=True)
         os._exit(error.exit_code)

@@ -391,14 +391,16 @@ def raw_call(channel: grpc.Channel, method: str, payload: bytes, timeout: float 
 
 
 def start_serve(
-    protos: Path, refs: Sequence[str], *args: str, address: str = "127.0.0.1:0", startup: float = 120.0
+    protos: Path, refs: Sequence[str], *args: str, address: str = "127.0.0.1:0", startup: float = 120.0,
+    env: dict[str, str] | None = None, path: Sequence[Path] = (),
 ) -> tuple[subprocess.Popen[bytes], str]:
     """``protoreg serve`` in a subprocess, once it listens: the process and its ``host:port``.
 
-    Its stderr goes to a file next to ``protos`` (the server logs there, and a pipe nobody reads
-    would fill up and block it under load).
+    Its stderr goes to ``serve.log`` next to ``protos`` (the server logs there, and a pipe nobody
+    reads would fill up and block it under load). ``env`` adds variables, ``path`` folders to
+    ``PYTHONPATH``.
     """
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([*map(str, path), str(REPO)])}
     log = open(protos.parent / "serve.log", "a", encoding="utf-8")  # noqa: SIM115 (the process owns it)
     process = subprocess.Popen(
         [
