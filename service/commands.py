@@ -162,7 +162,7 @@ class RunOptions:
 
 def build_telemetry(run: RunOptions, metrics: bool) -> Telemetry:
     """The telemetry of one server process; tracing when OTEL_* asks for it and the extra is there."""
-    from .telemetry import Metrics, Telemetry, Tracing, tracing_requested
+    from .telemetry import AccessLog, Metrics, Telemetry, Tracing, tracing_requested
 
     tracing = None
     if tracing_requested():
@@ -172,7 +172,8 @@ def build_telemetry(run: RunOptions, metrics: bool) -> Telemetry:
             logging.getLogger("protoreg.service").warning(
                 "OTEL_* settings ask for traces but the OpenTelemetry packages are not installed; "
                 "pip install 'protoreg[otel]'")
-    return Telemetry(access_log=run.access_log, metrics=Metrics() if metrics else None, tracing=tracing)
+    access = AccessLog(run.log_format) if run.access_log else False
+    return Telemetry(access_log=access, metrics=Metrics() if metrics else None, tracing=tracing)
 
 
 def start_metrics_endpoint(address: tuple[str, int], registry: Any = None) -> None:
