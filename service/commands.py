@@ -66,6 +66,8 @@ TOKEN_PATH = click.Path(dir_okay=False, path_type=Path)
                    "ones UNAVAILABLE, health NOT_SERVING, until it returns.")
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Server processes sharing the port (SO_REUSEPORT), each with its own copy of the models.")
+@click.option("--cpu-affinity", default="auto", show_default=True, metavar="auto|none|CPU,...",
+              help="Pin each server process to one CPU (auto: process i to the i-th usable CPU).")
 @click.option("--metrics-address", metavar="HOST:PORT",
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).")
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
@@ -92,6 +94,7 @@ def serve(
     max_batch_delay: float,
     predict_timeout: float,
     processes: int,
+    cpu_affinity: str,
     metrics_address: str | None,
     log_format: str,
     access_log: bool,
@@ -106,6 +109,7 @@ def serve(
     the installed models say then, without a restart, and re-reads the bearer token.
     """
     from .address import parse_address
+    from .affinity import parse_cpu_affinity
     from .auth import TokenSource
     from .batching import BatchPolicy
     from .server import ServeOptions
@@ -134,7 +138,8 @@ def serve(
         reload_interval=reload_interval,
         drain=grace,
     )
-    run = RunOptions(refs, all_models, ctx.obj["protos_dir"], grace, access_log, log_format, metrics)
+    run = RunOptions(refs, all_models, ctx.obj["protos_dir"], grace, access_log, log_format, metrics,
+                     parse_cpu_affinity(cpu_affinity))
     if processes > 1:
         from .supervisor import serve_processes
 
@@ -158,6 +163,7 @@ class RunOptions:
     access_log: bool
     log_format: str
     metrics: tuple[str, int] | None  # where to serve /metrics (None: nowhere)
+    cpu_affinity: list[int] | str = "none"  # service/affinity.py
 
 
 def build_telemetry(run: RunOptions, metrics: bool) -> Telemetry:
@@ -189,7 +195,8 @@ def start_metrics_endpoint(address: tuple[str, int], registry: Any = None) -> No
 
 
 def run_server(run: RunOptions, options: ServeOptions,
-               on_ready: Callable[[ModelServer, int], None] | None = None, serve_metrics: bool = True) -> None:
+               on_ready: Callable[[ModelServer, int], None] | None = None, serve_metrics: bool = True,
+               index: int = 0) -> None:
     """Serve in the foreground until SIGTERM or SIGINT, then drain and exit the process.
 
     ``on_ready`` (used by ``--processes``) is called with the server and its port once it listens,
@@ -200,8 +207,10 @@ def run_server(run: RunOptions, options: ServeOptions,
     """
     from dataclasses import replace
 
+    from .affinity import pin
     from .server import ReloadError, serve_refs
 
+    pin(run.cpu_affinity, index)  # before any thread starts, so that every thread inherits it
     telemetry = build_telemetry(run, run.metrics is not None)
     if run.metrics is not None and serve_metrics:
         start_metrics_endpoint(run.metrics)

@@ -295,3 +295,38 @@ def test_sighup_rereads_the_token_at_once(protos: Path, tree: ProtoTree, tmp_pat
             assert _code(channel, tree, "first-token") == grpc.StatusCode.UNAUTHENTICATED
     finally:
         stop_process(process)
+
+
+# -- CPU affinity ---------------------------------------------------------------------------------
+
+
+def _cpus(pid: int) -> set[str]:
+    """The CPUs every thread of ``pid`` may run on."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                found.add(line.split(":", 1)[1].strip())
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs a machine with two CPUs or more")
+def test_cpu_affinity_pins_every_thread_of_the_server(protos: Path) -> None:
+    first = sorted(os.sched_getaffinity(0))[0]
+    process, _ = start_serve(protos, ["iris_model"])  # auto: the first usable CPU
+    try:
+        assert _cpus(process.pid) == {str(first)}
+    finally:
+        stop_process(process)
+    process, _ = start_serve(protos, ["iris_model"], "--cpu-affinity", "none")
+    try:
+        assert _cpus(process.pid) != {str(first)}
+    finally:
+        stop_process(process)
+
+
+def test_a_bad_cpu_affinity_is_refused(tmp_path: Path) -> None:
+    for value, problem in (("fast", "is not auto, none or a list"), ("4096", "may not use")):
+        result = CliRunner().invoke(main, ["--protos", str(tmp_path), "serve", "iris_model", "--cpu-affinity", value])
+        assert result.exit_code == 2 and problem in result.output, result.output
