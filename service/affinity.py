@@ -35,7 +35,8 @@ def parse_cpu_affinity(value: str) -> list[int] | str:
 
 
 def pin(setting: list[int] | str, index: int = 0) -> int | None:
-    """Pin the calling process (before it starts threads) as ``setting`` says; the CPU, or None."""
+    """Pin the whole process (every thread it has, and so every thread they start) as ``setting``
+    says; the CPU, or None."""
     allowed = sorted(os.sched_getaffinity(0))
     if isinstance(setting, str):
         if setting == "none" or len(allowed) < 2:
@@ -44,5 +45,9 @@ def pin(setting: list[int] | str, index: int = 0) -> int | None:
     else:
         cpus = setting
     cpu = cpus[index % len(cpus)]
-    os.sched_setaffinity(0, {cpu})
+    for task in os.listdir("/proc/self/task"):  # sched_setaffinity pins one thread: pin them all
+        try:
+            os.sched_setaffinity(int(task), {cpu})
+        except OSError:
+            pass  # a thread that ended meanwhile
     return cpu

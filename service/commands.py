@@ -210,7 +210,6 @@ def run_server(run: RunOptions, options: ServeOptions,
     from .affinity import pin
     from .server import ReloadError, serve_refs
 
-    pin(run.cpu_affinity, index)  # before any thread starts, so that every thread inherits it
     telemetry = build_telemetry(run, run.metrics is not None)
     if run.metrics is not None and serve_metrics:
         start_metrics_endpoint(run.metrics)
@@ -234,6 +233,7 @@ def run_server(run: RunOptions, options: ServeOptions,
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    pin(run.cpu_affinity, index)  # only now: a serve that failed to start must not pin its caller
     try:
         port = server.start(serving=on_ready is None)
         host = options.address.rsplit(":", 1)[0]

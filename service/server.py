@@ -64,6 +64,7 @@ log = logging.getLogger("protoreg.service")
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 REFLECTION_V1ALPHA = "grpc.reflection.v1alpha.ServerReflection"
 STREAM_WINDOW = 64  # PredictStream items read ahead of the answers (they batch with each other)
+RETIRE_AFTER = 5.0  # seconds a line replaced by a reload keeps its threads, for calls routed before
 
 
 class ServeError(ProtoregError):
@@ -352,7 +353,8 @@ class ModelServer:
         self.port = 0
         tokens = options.auth_token
         self.tokens = TokenSource.fixed(tokens) if isinstance(tokens, str) else tokens
-        self.telemetry = options.telemetry if options.telemetry is not None else Telemetry()
+        # access lines are the command's business (it writes them to its stderr): none by default
+        self.telemetry = options.telemetry if options.telemetry is not None else Telemetry(access_log=False)
         self.served: dict[str, ServedModel] = {m.service_name: m for m in models}
         self.draining: dict[str, ServedModel] = {}  # gone from proto_versions/, NOT_SERVING until removed
         self.lines: dict[str, ModelLine] = {}
@@ -604,10 +606,13 @@ class ModelServer:
         if line is not None:
             self._retire(line)
 
-    def _retire(self, line: ModelLine) -> None:
-        """Close a replaced line once the calls it took have their answers."""
-        if line.in_flight:
-            self._loop.call_later(0.1, self._retire, line)
+    def _retire(self, line: ModelLine, since: float | None = None) -> None:
+        """Close a replaced line once the calls it took have their answers, and not before
+        ``RETIRE_AFTER`` seconds: a call routed just before the swap may reach it a little later."""
+        now = self._loop.time()
+        since = now if since is None else since
+        if line.in_flight or now - since < RETIRE_AFTER:
+            self._loop.call_later(0.5, self._retire, line, since)
         else:
             line.close()
 

@@ -154,7 +154,7 @@ def serve_processes(run: RunOptions, options: ServeOptions, processes: int) -> N
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     workers = [_spawn(i, config, metrics_dir) for i in range(processes)]
     failures_in_a_row = 0
-    announced = False
+    announced = printed = False
     try:
         while not stop["signal"]:
             readable = [w.status for w in workers if not w.ready]
@@ -170,9 +170,10 @@ def serve_processes(run: RunOptions, options: ServeOptions, processes: int) -> N
                         report = json.loads(line)
                         worker.ready = True
                         failures_in_a_row = 0
-                        if not announced:
+                        if not printed:
                             for served in report["serving"]:
                                 click.echo(f"serving {served}")
+                            printed = True
                         if announced:
                             _tell(worker, "serve")  # the others serve already
             if not announced and all(w.ready for w in workers):

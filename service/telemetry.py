@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import json
 import logging
@@ -90,16 +91,23 @@ class Call:
     trace_id: str | None = None
     received: int = 0
     sent: int = 0
+    # counts the call in the metrics; run by abort() before the status leaves, so that a client
+    # that reads /metrics right after its answer sees its call counted
+    count: Callable[[], None] | None = None
+    counted: bool = False
 
 
 CURRENT: contextvars.ContextVar[Call | None] = contextvars.ContextVar("protoreg_call", default=None)
 
 
 def record_code(code: str) -> None:
-    """Note the status the current call ends with (called where the server aborts a call)."""
+    """Note the status the current call ends with and count it (called just before the server
+    sends that status)."""
     call = CURRENT.get()
     if call is not None:
         call.code = code
+        if call.count is not None:
+            call.count()
 
 
 # -- logging ----------------------------------------------------------------------------------
@@ -386,26 +394,33 @@ class Telemetry:
             method_metrics.started.inc()
             assert self.metrics is not None
             self.metrics.in_flight.inc()
+            call.count = functools.partial(self._count, call, method_metrics)
         return call, span, token, CURRENT.set(call)
+
+    def _count(self, call: Call, method_metrics: _MethodMetrics) -> None:
+        """The call's ``handled`` count, time and messages; once."""
+        if call.counted:
+            return
+        call.counted = True
+        handled = method_metrics.handled.get(call.code)
+        if handled is None:
+            assert self.metrics is not None
+            handled = method_metrics.handled[call.code] = self.metrics.handled.labels(*method_metrics.labels, call.code)
+        handled.inc()
+        method_metrics.seconds.observe(time.perf_counter() - call.start)
+        if call.received:
+            method_metrics.received.inc(call.received)
+        if call.sent:
+            method_metrics.sent.inc(call.sent)
+        assert self.metrics is not None
+        self.metrics.in_flight.dec()
 
     def _end(self, call: Call, context: grpc.aio.ServicerContext, method_metrics: _MethodMetrics | None,
              span: Any, token: Any, current: contextvars.Token[Call | None]) -> None:
         CURRENT.reset(current)
         seconds = time.perf_counter() - call.start
         if method_metrics is not None:
-            handled = method_metrics.handled.get(call.code)
-            if handled is None:
-                assert self.metrics is not None
-                handled = method_metrics.handled[call.code] = self.metrics.handled.labels(
-                    *method_metrics.labels, call.code)
-            handled.inc()
-            method_metrics.seconds.observe(seconds)
-            if call.received:
-                method_metrics.received.inc(call.received)
-            if call.sent:
-                method_metrics.sent.inc(call.sent)
-            assert self.metrics is not None
-            self.metrics.in_flight.dec()
+            self._count(call, method_metrics)
         if span is not None:
             assert self.tracing is not None
             self.tracing.end(span, token, call.code)
