@@ -40,7 +40,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +90,7 @@ class Call:
     trace_id: str | None = None
     received: int = 0
     sent: int = 0
+    protocol: str = "grpc"  # or "connect": the JSON/HTTP side (service/http.py)
 
 
 CURRENT: contextvars.ContextVar[Call | None] = contextvars.ContextVar("protoreg_call", default=None)
@@ -108,7 +109,7 @@ def record_code(code: str) -> None:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the call's fields, the traceback."""
 
-    FIELDS = ("method", "model", "version", "code", "duration_ms", "peer", "request_id", "trace_id")
+    FIELDS = ("method", "model", "version", "code", "duration_ms", "peer", "request_id", "trace_id", "protocol")
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -296,14 +297,14 @@ class Telemetry:
             return contextlib.nullcontext()
         return self.tracing.span(name)
 
-    def _method_metrics(self, path: str, handler: grpc.RpcMethodHandler) -> _MethodMetrics | None:
+    def _method_metrics(self, path: str, kind: str) -> _MethodMetrics | None:
         metrics = self.metrics
         if metrics is None:
             return None
         found = self._methods.get(path)
         if found is None:
             service, _, method = path.lstrip("/").partition("/")
-            labels = (_grpc_type(handler), service, method)
+            labels = (kind, service, method)
             found = _MethodMetrics(
                 started=metrics.started.labels(*labels), received=metrics.received.labels(*labels),
                 sent=metrics.sent.labels(*labels), seconds=metrics.seconds.labels(*labels), labels=labels,
@@ -313,11 +314,9 @@ class Telemetry:
 
     # -- one call ----------------------------------------------------------------------------
 
-    def _begin(self, path: str, context: grpc.aio.ServicerContext, method_metrics: _MethodMetrics | None,
-               model: tuple[str, str]) -> tuple[Call, Any, Any, contextvars.Token[Call | None]]:
-        metadata = context.invocation_metadata()
-        call = Call(path, request_id_from(metadata), time.perf_counter(), model[0], model[1])
-        context.set_trailing_metadata(((REQUEST_ID, call.request_id),))
+    def _begin(self, path: str, metadata: Any, method_metrics: _MethodMetrics | None, model: tuple[str, str],
+               protocol: str = "grpc") -> tuple[Call, Any, Any, contextvars.Token[Call | None]]:
+        call = Call(path, request_id_from(metadata), time.perf_counter(), model[0], model[1], protocol=protocol)
         span = token = None
         if self.tracing is not None:
             span, token, call.trace_id = self.tracing.start(path, metadata)
@@ -329,7 +328,7 @@ class Telemetry:
             self.metrics.in_flight.inc()
         return call, span, token, CURRENT.set(call)
 
-    def _end(self, call: Call, context: grpc.aio.ServicerContext, method_metrics: _MethodMetrics | None,
+    def _end(self, call: Call, peer: Callable[[], str], method_metrics: _MethodMetrics | None,
              span: Any, token: Any, current: contextvars.Token[Call | None]) -> None:
         CURRENT.reset(current)
         seconds = time.perf_counter() - call.start
@@ -351,20 +350,41 @@ class Telemetry:
             assert self.tracing is not None
             self.tracing.end(span, token, call.code)
         if self.access_log:
-            self._access(call, context, seconds)
+            self._access(call, peer(), seconds)
 
     @staticmethod
-    def _access(call: Call, context: grpc.aio.ServicerContext, seconds: float) -> None:
+    def _access(call: Call, peer: str, seconds: float) -> None:
         duration_ms = round(seconds * 1000, 3)
-        peer = context.peer()
         access.info(
-            "%s %s %s %.3fms peer=%s request_id=%s%s",
+            "%s %s %s %.3fms peer=%s request_id=%s%s%s",
             call.method, call.code, f"{call.model}=={call.version}" if call.model else "-", duration_ms, peer,
             call.request_id, f" trace_id={call.trace_id}" if call.trace_id else "",
+            "" if call.protocol == "grpc" else f" protocol={call.protocol}",
             extra={"method": call.method, "model": call.model or None, "version": call.version or None,
                    "code": call.code, "duration_ms": duration_ms, "peer": peer, "request_id": call.request_id,
-                   "trace_id": call.trace_id},
+                   "trace_id": call.trace_id, "protocol": call.protocol},
         )
+
+    @contextlib.contextmanager
+    def observe(self, path: str, metadata: Any, peer: Callable[[], str], model: tuple[str, str] = ("", ""),
+                protocol: str = "connect") -> Iterator[Call]:
+        """One unary call of another transport than gRPC (the Connect protocol), observed as
+        :meth:`wrap` observes a gRPC call: the same request id, metrics, span and access line.
+
+        The caller sets ``code`` on the yielded call (a :class:`Status` it answers with); an
+        exception leaving the block counts as ``CANCELLED`` (the client went away, or the
+        server is stopping) unless a code was set.
+        """
+        method_metrics = self._method_metrics(path, "unary")
+        call, span, token, current = self._begin(path, metadata, method_metrics, model, protocol)
+        try:
+            yield call
+        except BaseException:
+            if call.code == "OK":
+                call.code = "CANCELLED"
+            raise
+        finally:
+            self._end(call, peer, method_metrics, span, token, current)
 
     @staticmethod
     def _code(error: BaseException, call: Call, context: grpc.aio.ServicerContext) -> str:
@@ -381,20 +401,21 @@ class Telemetry:
     def wrap(self, path: str, handler: grpc.RpcMethodHandler, model: tuple[str, str] = ("", "")
              ) -> grpc.RpcMethodHandler:
         """``handler`` with request ids, access lines, metrics and spans around every call."""
-        method_metrics = self._method_metrics(path, handler)
+        method_metrics = self._method_metrics(path, _grpc_type(handler))
         begin, end, code_of = self._begin, self._end, self._code
         if not handler.request_streaming and not handler.response_streaming:
             inner = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                call, span, token, current = begin(path, context, method_metrics, model)
+                call, span, token, current = begin(path, context.invocation_metadata(), method_metrics, model)
+                context.set_trailing_metadata(((REQUEST_ID, call.request_id),))
                 try:
                     return await inner(request, context)
                 except BaseException as error:
                     call.code = code_of(error, call, context)
                     raise
                 finally:
-                    end(call, context, method_metrics, span, token, current)
+                    end(call, context.peer, method_metrics, span, token, current)
 
             return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer,
                                                        handler.response_serializer)
@@ -409,7 +430,8 @@ class Telemetry:
                 yield item
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            call, span, token, current = begin(path, context, method_metrics, model)
+            call, span, token, current = begin(path, context.invocation_metadata(), method_metrics, model)
+            context.set_trailing_metadata(((REQUEST_ID, call.request_id),))
             try:
                 source = counted(request, call) if streaming_requests else request
                 responses = inner_stream(source, context)
@@ -423,7 +445,7 @@ class Telemetry:
                 call.code = code_of(error, call, context)
                 raise
             finally:
-                end(call, context, method_metrics, span, token, current)
+                end(call, context.peer, method_metrics, span, token, current)
 
         if handler.request_streaming:
             return grpc.stream_stream_rpc_method_handler(stream, handler.request_deserializer,
