@@ -155,20 +155,29 @@ def _timeout(request: web.Request) -> float | None:
 
 def example_request(request_class: type[Message]) -> dict[str, Any]:
     """A request of ``request_class`` with every field present, in the proto3 JSON mapping: zero
-    values, the first enum value, empty lists, maps and messages. ``json_format`` writes it, so the
-    names and forms are the ones the endpoint reads."""
+    values, the first enum value, empty lists and maps, nested messages filled the same way (once
+    per message on a path, so recursive messages end). ``json_format`` writes it, so the names and
+    forms are the ones the endpoint reads."""
     message = request_class()
+    _fill(message, frozenset())
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
+def _fill(message: Message, outer: frozenset[str]) -> None:
+    name = message.DESCRIPTOR.full_name
+    message.SetInParent()
+    if name.startswith("google.protobuf.") or name in outer:  # well-known types print their zero as is
+        return
     for fd in message.DESCRIPTOR.fields:
         if fd.is_repeated:
             continue
         if fd.message_type is not None:
-            getattr(message, fd.name).SetInParent()
+            _fill(getattr(message, fd.name), outer | {name})
         elif fd.enum_type is not None:
             values = [v.number for v in fd.enum_type.values if v.number != 0]
             setattr(message, fd.name, values[0] if values else 0)
         else:
             setattr(message, fd.name, fd.default_value)
-    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
 
 class HttpEndpoint:
