@@ -15,6 +15,11 @@ gRPC itself. With a bearer token configured the router answers ``UNAUTHENTICATED
 handler runs, for every method but health (``service/auth.py``, ``service/health.py``).
 
 The registry service (``protoreg.registry.v1``) answers from ``proto_versions/`` only.
+
+With ``http_address`` the same loop also runs the JSON side (``service/http.py``): the unary
+methods of :attr:`ModelServer.unary` (each model's ``Predict`` and the registry service, the same
+:class:`~protoreg.service.unary.UnaryMethod` objects the gRPC handlers call), health endpoints and
+the registry browser; it starts after gRPC in ``_start`` and stops beside it in ``_stop``.
 """
 
 from __future__ import annotations

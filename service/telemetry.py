@@ -20,6 +20,10 @@ the wrapper:
 Calls that gRPC refuses before a handler runs (an unknown method, a message over
 ``--max-message-bytes``) are not seen here, as in go-grpc-prometheus.
 
+Unary calls over HTTP (Connect's protocol, ``service/http.py``) are observed the same way by
+:meth:`Telemetry.observe`: the same request id rules, metrics (``grpc_type="unary"``), spans and
+access lines, the latter with ``protocol=connect``.
+
 Model lines report their batches (``protoreg_model_predict_seconds``, ``protoreg_model_batch_size``),
 queue depth and calls in flight, and the served release of each line is
 ``protoreg_release_info{model,major,version} 1``. With ``--processes`` the workers write their
