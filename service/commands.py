@@ -66,6 +66,8 @@ TOKEN_PATH = click.Path(dir_okay=False, path_type=Path)
                    "ones UNAVAILABLE, health NOT_SERVING, until it returns.")
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Server processes sharing the port (SO_REUSEPORT), each with its own copy of the models.")
+@click.option("--cpu-affinity", default="auto", show_default=True, metavar="auto|none|CPU,...",
+              help="Pin each server process to one CPU (auto: process i to the i-th usable CPU).")
 @click.option("--metrics-address", metavar="HOST:PORT",
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).")
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
@@ -98,6 +100,7 @@ def serve(
     max_batch_delay: float,
     predict_timeout: float,
     processes: int,
+    cpu_affinity: str,
     metrics_address: str | None,
     log_format: str,
     access_log: bool,
@@ -116,6 +119,7 @@ def serve(
     restart, and re-reads the bearer token.
     """
     from .address import parse_address
+    from .affinity import parse_cpu_affinity
     from .auth import TokenSource
     from .batching import BatchPolicy
     from .server import ServeOptions
@@ -154,7 +158,8 @@ def serve(
         http_address=http_address,
         site=site_dir,
     )
-    run = RunOptions(refs, all_models, ctx.obj["protos_dir"], grace, access_log, log_format, metrics)
+    run = RunOptions(refs, all_models, ctx.obj["protos_dir"], grace, access_log, log_format, metrics,
+                     parse_cpu_affinity(cpu_affinity))
     if processes > 1:
         from .supervisor import serve_processes
 
@@ -178,11 +183,12 @@ class RunOptions:
     access_log: bool
     log_format: str
     metrics: tuple[str, int] | None  # where to serve /metrics (None: nowhere)
+    cpu_affinity: list[int] | str = "none"  # service/affinity.py
 
 
 def build_telemetry(run: RunOptions, metrics: bool) -> Telemetry:
     """The telemetry of one server process; tracing when OTEL_* asks for it and the extra is there."""
-    from .telemetry import Metrics, Telemetry, Tracing, tracing_requested
+    from .telemetry import AccessLog, Metrics, Telemetry, Tracing, tracing_requested
 
     tracing = None
     if tracing_requested():
@@ -192,7 +198,8 @@ def build_telemetry(run: RunOptions, metrics: bool) -> Telemetry:
             logging.getLogger("protoreg.service").warning(
                 "OTEL_* settings ask for traces but the OpenTelemetry packages are not installed; "
                 "pip install 'protoreg[otel]'")
-    return Telemetry(access_log=run.access_log, metrics=Metrics() if metrics else None, tracing=tracing)
+    access = AccessLog(run.log_format) if run.access_log else False
+    return Telemetry(access_log=access, metrics=Metrics() if metrics else None, tracing=tracing)
 
 
 def start_metrics_endpoint(address: tuple[str, int], registry: Any = None) -> None:
@@ -208,7 +215,8 @@ def start_metrics_endpoint(address: tuple[str, int], registry: Any = None) -> No
 
 
 def run_server(run: RunOptions, options: ServeOptions,
-               on_ready: Callable[[ModelServer, int], None] | None = None, serve_metrics: bool = True) -> None:
+               on_ready: Callable[[ModelServer, int], None] | None = None, serve_metrics: bool = True,
+               index: int = 0) -> None:
     """Serve in the foreground until SIGTERM or SIGINT, then drain and exit the process.
 
     ``on_ready`` (used by ``--processes``) is called with the server and its port once it listens,
@@ -219,8 +227,10 @@ def run_server(run: RunOptions, options: ServeOptions,
     """
     from dataclasses import replace
 
+    from .affinity import pin
     from .server import ReloadError, serve_refs
 
+    pin(run.cpu_affinity, index)  # before any thread starts, so that every thread inherits it
     telemetry = build_telemetry(run, run.metrics is not None)
     if run.metrics is not None and serve_metrics:
         start_metrics_endpoint(run.metrics)

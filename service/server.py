@@ -389,6 +389,7 @@ class ModelServer:
         self._server: grpc.aio.Server | None = None
         self._reloading: asyncio.Lock | None = None
         self._sampler: asyncio.TimerHandle | None = None
+        self._flusher: asyncio.TimerHandle | None = None
         self._reload_timer: asyncio.TimerHandle | None = None
         _add_reflection_v1_file(tree)
 
@@ -527,7 +528,12 @@ class ModelServer:
                 raise
         await self._set_serving(serving)
         self._sample()
+        self._flush_access_log()
         return bound
+
+    def _flush_access_log(self) -> None:
+        self.telemetry.flush()
+        self._flusher = self._loop.call_later(0.1, self._flush_access_log)
 
     async def _set_serving(self, serving: bool) -> None:
         assert self.health is not None
@@ -538,7 +544,7 @@ class ModelServer:
             await self.health.set(name, NOT_SERVING if line is not None and line.stalled else status)
 
     async def _stop(self, grace: float | None) -> None:
-        for timer in (self._sampler, self._reload_timer):
+        for timer in (self._sampler, self._reload_timer, self._flusher):
             if timer is not None:
                 timer.cancel()
         if self.health is not None:

@@ -88,6 +88,7 @@ def _worker_config(run: RunOptions, options: ServeOptions, address: str, http_ad
         "access_log": run.access_log,
         "log_format": run.log_format,
         "metrics": list(run.metrics) if run.metrics else None,
+        "cpu_affinity": run.cpu_affinity,
         "reload_interval": options.reload_interval,
         "max_message_bytes": options.max_message_bytes,
         "tls_cert": str(options.tls_cert) if options.tls_cert else None,
@@ -105,6 +106,7 @@ def _worker_config(run: RunOptions, options: ServeOptions, address: str, http_ad
 
 
 def _spawn(index: int, config: str, metrics_dir: str | None) -> _Worker:
+    config = json.dumps({**json.loads(config), "index": index})
     status_r, status_w = os.pipe()
     command_r, command_w = os.pipe()
     package = __spec__.parent if __spec__ is not None else "service"
@@ -293,7 +295,8 @@ def worker_main() -> None:
     )
     run = RunOptions(config["refs"], config["all_models"], Path(config["protos"]), config["grace"],
                      config["access_log"], config["log_format"],
-                     tuple(config["metrics"]) if config["metrics"] else None)  # type: ignore[arg-type]
+                     tuple(config["metrics"]) if config["metrics"] else None,  # type: ignore[arg-type]
+                     config["cpu_affinity"])
 
     def on_ready(server: Any, port: int) -> None:
         served = [f"{m.name} {m.version} as {m.service_name}" for m in server.models]
@@ -309,7 +312,7 @@ def worker_main() -> None:
         threading.Thread(target=listen, name="protoreg-supervised", daemon=True).start()
 
     try:
-        run_server(run, options, on_ready=on_ready, serve_metrics=False)
+        run_server(run, options, on_ready=on_ready, serve_metrics=False, index=config["index"])
     except ProtoregError as error:
         print(f"Error: {error}", file=sys.stderr, flush=True)
         os._exit(error.exit_code)

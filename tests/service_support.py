@@ -356,6 +356,17 @@ class BatchModel:
 # -- helpers ----------------------------------------------------------------------------------
 
 
+def wait_until(condition: Any, what: str, timeout: float = 30.0, poll: float = 0.01) -> None:
+    """Return once ``condition()`` holds; fail the test naming ``what`` after ``timeout`` seconds.
+
+    A bound so that a broken server fails a test instead of hanging it, not a timing assertion.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(poll)
+
+
 def register_models(db_url: str, protos: Path, models: Sequence[Any]) -> Path:
     """Register ``models`` in order with the real registry and render ``protos``."""
     with open_registry(db_url) as registry:

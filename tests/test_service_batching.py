@@ -9,8 +9,7 @@ except where a deadline is the subject, and then only with wide margins.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from protoreg.cli import main
 from protoreg.service.batching import BatchPolicy, ModelLine
 from protoreg.service.compile import ProtoTree, load_protos
 from protoreg.service.server import ModelServer
-from tests.service_support import BatchModel, raw_call, register_models, running
+from tests.service_support import BatchModel, raw_call, register_models, running, wait_until
 
 SERVICE = "batch_model.v1.BatchModelService"
 PREDICT = f"/{SERVICE}/Predict"
@@ -52,16 +51,9 @@ def _value(tree: ProtoTree, data: bytes) -> int:
     return tree.message_class("batch_model.v1.PredictResponse").FromString(data).value  # type: ignore[attr-defined, no-any-return]
 
 
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
-
-
 def _queued(server: ModelServer, count: int) -> None:
     line = server.lines[SERVICE]
-    _until(lambda: line.queued == count, f"{count} queued calls (have {line.queued})")
+    wait_until(lambda: line.queued == count, f"{count} queued calls (have {line.queued})")
 
 
 def _hold_first_batch(channel: grpc.Channel, tree: ProtoTree) -> grpc.Future:
@@ -219,7 +211,7 @@ def test_a_stuck_model_stalls_its_line_and_only_its_line(tree: ProtoTree) -> Non
         assert status("") == health_pb2.HealthCheckResponse.SERVING  # the rest of the server serves
         raw_call(channel, "/protoreg.registry.v1.RegistryService/ListModels", b"", timeout=WAIT)
         BatchModel.hold.set()  # the model returns: the line serves again
-        _until(lambda: status(SERVICE) == health_pb2.HealthCheckResponse.SERVING, "SERVING again")
+        wait_until(lambda: status(SERVICE) == health_pb2.HealthCheckResponse.SERVING, "SERVING again")
         assert _value(tree, raw_call(channel, PREDICT, _request(tree, value=3), timeout=WAIT)) == 6
 
 

@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -33,6 +33,7 @@ from tests.service_support import (
     running,
     start_serve,
     stop_process,
+    wait_until,
 )
 
 WAIT = 30.0
@@ -66,13 +67,6 @@ def _echo(tree: ProtoTree, **fields: object) -> bytes:
 def _health(channel: grpc.Channel, service: str = "", metadata: tuple[tuple[str, str], ...] = ()) -> int:
     stub = health_pb2_grpc.HealthStub(channel)
     return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=WAIT, metadata=metadata).status  # type: ignore[no-any-return]
-
-
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def _idle(channel: grpc.Channel, path: str, hold: threading.Event) -> grpc.Future:
@@ -144,13 +138,13 @@ def test_a_stuck_model_takes_only_its_own_threads(tree: ProtoTree) -> None:
             with pytest.raises(grpc.RpcError) as caught:
                 future.result()
             assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        _until(lambda: _health(channel, ECHO) == NOT_SERVING, "the echo model reported NOT_SERVING")
+        wait_until(lambda: _health(channel, ECHO) == NOT_SERVING, "the echo model reported NOT_SERVING")
         with pytest.raises(grpc.RpcError) as refused:
             raw_call(channel, f"/{ECHO}/Predict", _echo(tree, name="y"), timeout=WAIT)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         assert _health(channel) == SERVING and _health(channel, IRIS) == SERVING
         raw_call(channel, f"/{IRIS}/Predict", _iris(tree), timeout=WAIT)
-        _until(lambda: _health(channel, ECHO) == SERVING, "the echo model serving again once it returned")
+        wait_until(lambda: _health(channel, ECHO) == SERVING, "the echo model serving again once it returned")
         raw_call(channel, f"/{ECHO}/Predict", _echo(tree, name="y"), timeout=WAIT)
 
 
@@ -165,7 +159,7 @@ def test_sigterm_exits_within_the_grace_whatever_the_model_does(protos: Path, tr
         with grpc.insecure_channel(address) as channel:
             hung = channel.unary_unary(f"/{ECHO}/Predict").future(
                 _echo(tree, name="hung", sleep=120.0, started_marker=str(marker)), timeout=WAIT * 4)
-            _until(marker.exists, "the model call to start")
+            wait_until(marker.exists, "the model call to start")
             started = time.monotonic()
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)  # far less than the model's 120 s
@@ -276,7 +270,7 @@ def test_a_rotated_token_file_is_followed_without_a_restart(tree: ProtoTree, tmp
             grpc.insecure_channel(address) as channel:
         assert _code(channel, tree, "first-token") == grpc.StatusCode.OK
         path.write_text("the-second-token\n")
-        _until(lambda: _code(channel, tree, "the-second-token") == grpc.StatusCode.OK, "the new token")
+        wait_until(lambda: _code(channel, tree, "the-second-token") == grpc.StatusCode.OK, "the new token")
         assert _code(channel, tree, "first-token") == grpc.StatusCode.UNAUTHENTICATED
         path.write_text("\n")  # a broken file: the current token stays, and the log says why
         time.sleep(1.5)
@@ -297,7 +291,42 @@ def test_sighup_rereads_the_token_at_once(protos: Path, tree: ProtoTree, tmp_pat
             path.write_text("other-token\n")
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
             process.send_signal(signal.SIGHUP)
-            _until(lambda: _code(channel, tree, "other-token") == grpc.StatusCode.OK, "the token re-read on SIGHUP")
+            wait_until(lambda: _code(channel, tree, "other-token") == grpc.StatusCode.OK, "the token re-read on SIGHUP")
             assert _code(channel, tree, "first-token") == grpc.StatusCode.UNAUTHENTICATED
     finally:
         stop_process(process)
+
+
+# -- CPU affinity ---------------------------------------------------------------------------------
+
+
+def _cpus(pid: int) -> set[str]:
+    """The CPUs every thread of ``pid`` may run on."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                found.add(line.split(":", 1)[1].strip())
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs a machine with two CPUs or more")
+def test_cpu_affinity_pins_every_thread_of_the_server(protos: Path) -> None:
+    first = sorted(os.sched_getaffinity(0))[0]
+    process, _ = start_serve(protos, ["iris_model"])  # auto: the first usable CPU
+    try:
+        assert _cpus(process.pid) == {str(first)}
+    finally:
+        stop_process(process)
+    process, _ = start_serve(protos, ["iris_model"], "--cpu-affinity", "none")
+    try:
+        assert _cpus(process.pid) != {str(first)}
+    finally:
+        stop_process(process)
+
+
+def test_a_bad_cpu_affinity_is_refused(tmp_path: Path) -> None:
+    for value, problem in (("fast", "is not auto, none or a list"), ("4096", "may not use")):
+        result = CliRunner().invoke(main, ["--protos", str(tmp_path), "serve", "iris_model", "--cpu-affinity", value])
+        assert result.exit_code == 2 and problem in result.output, result.output

@@ -8,8 +8,8 @@ loopback ports; requests go out with :mod:`urllib.request`, gRPC calls with a re
 from __future__ import annotations
 
 import base64
+import io
 import json
-import logging
 import socket
 import struct
 import sys
@@ -34,8 +34,8 @@ from protoreg.service.compile import ProtoTree, load_protos
 from protoreg.service.http import CONNECT_CODES, example_request
 from protoreg.service.models import ModelSource
 from protoreg.service.server import ServeOptions, create_server
-from protoreg.service.telemetry import Metrics, Telemetry
-from tests.service_support import EchoModel, register_models, running
+from protoreg.service.telemetry import AccessLog, Metrics, Telemetry
+from tests.service_support import EchoModel, register_models, running, wait_until
 from tests.test_service_operations import _register, _write_module
 
 WAIT = 30.0
@@ -331,11 +331,11 @@ def test_bearer_token_as_on_grpc(tree: ProtoTree) -> None:
 # -- operations ---------------------------------------------------------------------------------
 
 
-def test_metrics_and_access_lines_count_http_calls(tree: ProtoTree, caplog: pytest.LogCaptureFixture) -> None:
+def test_metrics_and_access_lines_count_http_calls(tree: ProtoTree) -> None:
     registry = CollectorRegistry()
-    telemetry = Telemetry(metrics=Metrics(registry))
-    with caplog.at_level(logging.INFO, logger="protoreg.access"), \
-            _servers(tree, telemetry=telemetry) as (server, address), grpc.insecure_channel(address) as channel:
+    log = io.StringIO()
+    telemetry = Telemetry(access_log=AccessLog("json", stream=log), metrics=Metrics(registry))
+    with _servers(tree, telemetry=telemetry) as (server, address), grpc.insecure_channel(address) as channel:
         base = _base(server)
         for _ in range(3):
             assert post(base, f"{IRIS}/Predict", GOOD).status == 200
@@ -354,12 +354,12 @@ def test_metrics_and_access_lines_count_http_calls(tree: ProtoTree, caplog: pyte
     assert sample("grpc_server_handling_seconds_count", **predict) == 5
     assert sample("protoreg_model_batch_size_sum", model="iris_model", major="1") == 4
     assert not [labels for name, labels, _ in samples if labels.get("grpc_service", "").startswith("nope")]
-    lines = [r for r in caplog.records if r.name == "protoreg.access"]
-    connect = [r for r in lines if getattr(r, "protocol", None) == "connect"]
+    lines = [json.loads(line) for line in log.getvalue().splitlines()]  # written when the server stopped
+    connect = [line for line in lines if line.get("protocol") == "connect"]
     assert len(connect) == 4 and len(lines) == 5
-    assert {r.code for r in connect} == {"OK", "INVALID_ARGUMENT"}  # type: ignore[attr-defined]
-    assert all(r.peer.startswith("ipv4:127.0.0.1:") and "protocol=connect" in r.getMessage()  # type: ignore[attr-defined]
-               for r in connect)
+    assert {line["code"] for line in connect} == {"OK", "INVALID_ARGUMENT"}
+    assert all(line["peer"].startswith("ipv4:127.0.0.1:") and line["message"].endswith(" protocol=connect")
+               and line["model"] == "iris_model" for line in connect)
 
 
 def test_readyz_follows_the_health_status(tree: ProtoTree) -> None:
@@ -404,7 +404,7 @@ def test_reloads_are_seen_by_the_http_side(tmp_path: Path, monkeypatch: pytest.M
         assert "reload_model.v2.ReloadModelService/Predict" in http(f"{base}/").body.decode()
         shutil.rmtree(protos / "reload_model" / "v2")
         server.reload()
-        _until(lambda: post(base, v2, {"x": 3, "scale": 2}).status == 501)
+        wait_until(lambda: post(base, v2, {"x": 3, "scale": 2}).status == 501, "v2 gone")
     finally:
         server.stop(0)
         sys.modules.pop("reload_model", None)
@@ -414,15 +414,6 @@ def _candidates(source: ModelSource, tree: ProtoTree) -> list[Any]:
     from protoreg.service.models import choose
 
     return choose(source.candidates(), tree)
-
-
-def _until(condition: Any) -> None:
-    import time
-
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 # -- the pages ---------------------------------------------------------------------------------

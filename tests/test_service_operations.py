@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from protoreg.cli import main as cli
 from protoreg.service.compile import ProtoTree, load_protos
 from protoreg.service.telemetry import Metrics, Telemetry
-from tests.service_support import EchoModel, raw_call, register_models, running, start_serve, stop_process
+from tests.service_support import EchoModel, raw_call, register_models, running, start_serve, stop_process, wait_until
 
 WAIT = 30.0
 IRIS = "iris_model.v1.IrisModelService"
@@ -47,13 +47,6 @@ def protos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tree(protos: Path) -> ProtoTree:
     return load_protos(protos)
-
-
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _iris(tree: ProtoTree, **fields: float) -> bytes:
@@ -220,7 +213,7 @@ def test_json_access_lines_carry_request_and_trace_ids_and_no_input(protos: Path
             assert failing_id == trailers["request-id"] and failing_id.startswith("badidwithspaces")
             assert len(failing_id) == 128 and failing_id in (caught.value.details() or "")
             health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=WAIT)
-        _until(lambda: len(_access_lines(log)) >= 4, "four access lines")
+        wait_until(lambda: len(_access_lines(log)) >= 4, "four access lines")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -295,8 +288,8 @@ def test_a_call_is_a_span_continuing_the_traceparent_exported_over_otlp(
             raw_call(channel, f"/{IRIS}/Predict", _iris(tree), timeout=WAIT)
             channel.unary_unary(f"/{IRIS}/Predict")(_iris(tree), timeout=WAIT,
                                                    metadata=(("traceparent", TRACEPARENT),))
-        _until(lambda: any(s.trace_id.hex() == TRACE_ID for s in _spans(bodies)), "the traced call's spans")
-        _until(lambda: len([s for s in _spans(bodies) if s.trace_id.hex() == TRACE_ID]) >= 5, "five spans")
+        wait_until(lambda: any(s.trace_id.hex() == TRACE_ID for s in _spans(bodies)), "the traced call's spans")
+        wait_until(lambda: len([s for s in _spans(bodies) if s.trace_id.hex() == TRACE_ID]) >= 5, "five spans")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -413,7 +406,7 @@ def test_sighup_serves_new_releases_without_a_failed_call(tmp_path: Path, monkey
     client.start()
     try:
         with grpc.insecure_channel(address) as channel:
-            _until(lambda: calls[0] > 20, "the old client calling")
+            wait_until(lambda: calls[0] > 20, "the old client calling")
             # a new minor release, then SIGHUP
             time.sleep(0.01)  # a new modification time for the module
             _write_module(modules, "1.1.0", extra=True)
@@ -421,13 +414,13 @@ def test_sighup_serves_new_releases_without_a_failed_call(tmp_path: Path, monkey
             sys.modules.pop("reload_model", None)
             _register(tmp_path, "reload_model:Model")
             process.send_signal(signal.SIGHUP)
-            _until(lambda: releases(channel) == ["1.1.0"], "1.1.0 served")
+            wait_until(lambda: releases(channel) == ["1.1.0"], "1.1.0 served")
             # a new major line beside it, then SIGHUP
             _write_module(modules, "1.1.0", extra=True, v2=True)
             sys.modules.pop("reload_model", None)
             _register(tmp_path, "reload_model:ModelV2")
             process.send_signal(signal.SIGHUP)
-            _until(lambda: releases(channel) == ["1.1.0", "2.0.0"], "2.0.0 served beside 1.1.0")
+            wait_until(lambda: releases(channel) == ["1.1.0", "2.0.0"], "2.0.0 served beside 1.1.0")
             new = load_protos(protos)
             v2 = new.message_class("reload_model.v2.PredictRequest")(x=3.0, scale=2.0).SerializeToString()
             answer = raw_call(channel, "/reload_model.v2.ReloadModelService/Predict", v2, timeout=WAIT)
@@ -435,7 +428,7 @@ def test_sighup_serves_new_releases_without_a_failed_call(tmp_path: Path, monkey
             # a reload that fails changes nothing
             (protos / "reload_model" / "v1" / "broken.proto").write_text('syntax = "proto3"; message {')
             process.send_signal(signal.SIGHUP)
-            _until(lambda: "reload failed" in (tmp_path / "serve.log").read_text(), "the failed reload logged")
+            wait_until(lambda: "reload failed" in (tmp_path / "serve.log").read_text(), "the failed reload logged")
             (protos / "reload_model" / "v1" / "broken.proto").unlink()
             assert releases(channel) == ["1.1.0", "2.0.0"]
             # a line gone from proto_versions/: NOT_SERVING, then UNIMPLEMENTED
@@ -445,11 +438,11 @@ def test_sighup_serves_new_releases_without_a_failed_call(tmp_path: Path, monkey
             process.send_signal(signal.SIGHUP)
             health = health_pb2_grpc.HealthStub(channel)
             v2_service = "reload_model.v2.ReloadModelService"
-            _until(lambda: health.Check(health_pb2.HealthCheckRequest(service=v2_service), timeout=WAIT).status
+            wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(service=v2_service), timeout=WAIT).status
                    == health_pb2.HealthCheckResponse.NOT_SERVING, "v2 NOT_SERVING")
-            _until(lambda: _code(lambda: raw_call(channel, f"/{v2_service}/Predict", v2, timeout=WAIT))
+            wait_until(lambda: _code(lambda: raw_call(channel, f"/{v2_service}/Predict", v2, timeout=WAIT))
                    == grpc.StatusCode.UNIMPLEMENTED, "v2 UNIMPLEMENTED")
-            _until(lambda: calls[0] > 200, "more calls by the old client")
+            wait_until(lambda: calls[0] > 200, "more calls by the old client")
     finally:
         stop.set()
         client.join(WAIT)
