@@ -35,6 +35,10 @@ log = logging.getLogger("protoreg.service")
 
 HEALTH_METHOD_PREFIX = "/grpc.health.v1.Health/"
 AUTHORIZATION = "authorization"
+UNAUTHENTICATED = (
+    "this server needs a bearer token: send the metadata `authorization: Bearer <token>` "
+    "(protoreg predict --auth-token-file PATH)"
+)
 _SCHEME = b"bearer "
 # RFC 6750 allows a narrower set; any visible ASCII is accepted so existing secrets fit, but no
 # whitespace, since a token must survive being a header value.
@@ -130,7 +134,11 @@ class TokenSource:
         values = [_as_bytes(value) for key, value in (metadata or ()) if key == AUTHORIZATION]
         if len(values) != 1 or values[0][: len(_SCHEME)].lower() != _SCHEME:
             return False
-        return hmac.compare_digest(values[0][len(_SCHEME):].strip(), self.token())
+        return self.matches(values[0][len(_SCHEME):].strip())
+
+    def matches(self, candidate: bytes) -> bool:
+        """Whether ``candidate`` is the token (compared in constant time)."""
+        return hmac.compare_digest(candidate, self.token())
 
     def authorized_context(self, context: grpc.ServicerContext) -> bool:
         return self.authorized(context.invocation_metadata())

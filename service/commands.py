@@ -76,6 +76,12 @@ TOKEN_PATH = click.Path(dir_okay=False, path_type=Path)
               help="One log line per call: method, model, version, code, duration, peer, request id, trace id.")
 @click.option("--reload-interval", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
               help="Reload proto_versions/ and the models this often (0: only on SIGHUP).")
+@click.option("--http-address", metavar="HOST:PORT",
+              help="Also answer JSON over HTTP (Connect's unary protocol: POST /<package>.<Service>/<Method>), "
+                   "/healthz, /readyz and the registry browser at / (off by default).")
+@click.option("--site", "site_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Serve the registry browser written by `protoreg site --out DIR` at / of --http-address, "
+                   "with the served releases marked and the try-it forms calling this server.")
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -99,14 +105,18 @@ def serve(
     log_format: str,
     access_log: bool,
     reload_interval: float,
+    http_address: str | None,
+    site_dir: Path | None,
 ) -> None:
-    """Serve models over gRPC from the releases rendered in --protos.
+    """Serve models over gRPC (and JSON over HTTP) from the releases rendered in --protos.
 
     Each model is served from the package of its major version, with health checking, server
-    reflection and the protoreg registry service. A model whose installed version or schema is not
-    the rendered release is refused. Concurrent calls of a model that defines predict_batch are
-    answered together, in batches. SIGHUP (or --reload-interval) serves what proto_versions/ and
-    the installed models say then, without a restart, and re-reads the bearer token.
+    reflection and the protoreg registry service; --http-address adds the same unary methods as
+    JSON over HTTP (Connect's protocol), health endpoints and the registry browser. A model whose
+    installed version or schema is not the rendered release is refused. Concurrent calls of a
+    model that defines predict_batch are answered together, in batches. SIGHUP (or
+    --reload-interval) serves what proto_versions/ and the installed models say then, without a
+    restart, and re-reads the bearer token.
     """
     from .address import parse_address
     from .affinity import parse_cpu_affinity
@@ -123,6 +133,14 @@ def serve(
     tokens = TokenSource.from_file(auth_token_file) if auth_token_file is not None else None
     parse_address(address)
     metrics = parse_address(metrics_address, "--metrics-address") if metrics_address else None
+    if http_address is not None:
+        parse_address(http_address, "--http-address")
+    if site_dir is not None:
+        if http_address is None:
+            raise UsageError("--site needs --http-address HOST:PORT: the pages are served there")
+        from protoreg.registry.site.pages import load_site_data
+
+        load_site_data(site_dir)  # a missing or foreign site.json stops serve now, in one sentence
     server_credentials(tls_cert, tls_key, tls_client_ca)  # every TLS file checked before anything starts
     options = ServeOptions(
         address=address,
@@ -137,6 +155,8 @@ def serve(
                           predict_timeout=predict_timeout),
         reload_interval=reload_interval,
         drain=grace,
+        http_address=http_address,
+        site=site_dir,
     )
     run = RunOptions(refs, all_models, ctx.obj["protos_dir"], grace, access_log, log_format, metrics,
                      parse_cpu_affinity(cpu_affinity))
@@ -242,6 +262,8 @@ def run_server(run: RunOptions, options: ServeOptions,
         else:
             for model in server.models:
                 click.echo(f"serving {model.name} {model.version} as {model.service_name}")
+            if server.http is not None:
+                click.echo(f"http on {server.http.url}{' (registry browser at /)' if options.site else ''}")
             click.echo(f"listening on {host}:{port}{' (TLS)' if options.tls_cert else ''}", nl=True)
         while not stop.wait(0.2):
             pass

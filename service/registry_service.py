@@ -20,6 +20,7 @@ from .binding import ServedModel, describe_field
 from .compile import ProtoTree
 from .limits import cut
 from .status import Status, abort, invalid
+from .unary import UnaryMethod
 
 REGISTRY_SERVICE = f"{REGISTRY_PACKAGE}.RegistryService"
 
@@ -45,16 +46,32 @@ class RegistryServicer:
             (m.name, m.release.major): self._field_map(m) for lines in self.models.values() for m in lines
         }
 
-    def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        methods = {
+    def _methods(self) -> dict[str, tuple[str, Callable[[Any], Message]]]:
+        return {
             "ListModels": ("ListModelsRequest", self.list_models),
             "ListReleases": ("ListReleasesRequest", self.list_releases),
             "GetFieldMap": ("GetFieldMapRequest", self.get_field_map),
             "GetProto": ("GetProtoRequest", self.get_proto),
         }
+
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         return {
             f"/{REGISTRY_SERVICE}/{name}": grpc.unary_unary_rpc_method_handler(self._wrap(request, fn))
-            for name, (request, fn) in methods.items()
+            for name, (request, fn) in self._methods().items()
+        }
+
+    def unary(self) -> dict[str, UnaryMethod]:
+        """The same methods for the other transports (the JSON side)."""
+
+        def answer(fn: Callable[[Any], Message]) -> Callable[[Message, float | None], Awaitable[Message]]:
+            async def call(request: Message, _deadline: float | None) -> Message:
+                return fn(request)
+
+            return call
+
+        return {
+            f"/{REGISTRY_SERVICE}/{name}": UnaryMethod(self.cls[request], answer(fn))
+            for name, (request, fn) in self._methods().items()
         }
 
     def _wrap(self, request_name: str, fn: Callable[[Any], Message]

@@ -15,6 +15,11 @@ gRPC itself. With a bearer token configured the router answers ``UNAUTHENTICATED
 handler runs, for every method but health (``service/auth.py``, ``service/health.py``).
 
 The registry service (``protoreg.registry.v1``) answers from ``proto_versions/`` only.
+
+With ``http_address`` the same loop also runs the JSON side (``service/http.py``): the unary
+methods of :attr:`ModelServer.unary` (each model's ``Predict`` and the registry service, the same
+:class:`~protoreg.service.unary.UnaryMethod` objects the gRPC handlers call), health endpoints and
+the registry browser; it starts after gRPC in ``_start`` and stops beside it in ``_stop``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import descriptor_pb2, message_factory
@@ -44,7 +49,7 @@ from protoreg.registry.naming import (
 from protoreg.registry.schema import extract_schema
 
 from .address import parse_address
-from .auth import TokenSource
+from .auth import UNAUTHENTICATED, TokenSource
 from .batching import BatchPolicy, CallError, ModelLine
 from .binding import ServedModel, bind_model
 from .capacity import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STREAMS, DEFAULT_WORKERS, watcher_limit
@@ -58,6 +63,10 @@ from .registry_service import REGISTRY_SERVICE, RegistryServicer
 from .status import Status, abort, internal, invalid, undecodable
 from .telemetry import Telemetry
 from .tls import server_credentials
+from .unary import UnaryMethod
+
+if TYPE_CHECKING:
+    from .http import HttpEndpoint
 
 log = logging.getLogger("protoreg.service")
 
@@ -86,6 +95,8 @@ class ServeOptions:
     telemetry: Telemetry | None = None  # request ids, access lines, metrics, traces (default: access lines)
     reload_interval: float = 0.0  # seconds between reloads (0: only on request, e.g. SIGHUP)
     drain: float = 10.0  # seconds a line gone from proto_versions/ stays, NOT_SERVING, before UNIMPLEMENTED
+    http_address: str | None = None  # JSON over HTTP (Connect), health and the browser there (service/http.py)
+    site: Path | None = None  # a `protoreg site --out` directory whose pages the HTTP side serves at /
 
 
 # -- model services ---------------------------------------------------------------------------
@@ -119,6 +130,12 @@ class ModelServicer:
             f"/{service}/{PREDICT_STREAM_METHOD}": grpc.stream_stream_rpc_method_handler(self.predict_stream),
         }
 
+    def unary(self) -> dict[str, UnaryMethod]:
+        """``Predict`` for the other transports (the JSON side), on the same path as gRPC's."""
+        model = self.model
+        return {f"/{model.service_name}/{PREDICT_METHOD}": UnaryMethod(
+            model.codec.request_class, self.predict_message, (model.name, model.version))}
+
     def _input(self, request: Any) -> Any:
         """The model's input from a request message; RequestError for the client, INTERNAL for a bug."""
         try:
@@ -140,26 +157,32 @@ class ModelServicer:
             raise internal("response conversion", self.subject, error) from error
 
     async def predict(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        span = self.span
         try:
-            codec = self.model.codec
             try:
-                with span("decode"):
-                    message = codec.parse(request)
-                with span("validate"):
-                    data = self._input(message)
+                with self.span("decode"):
+                    message = self.model.codec.parse(request)
             except RequestError as error:
                 raise invalid(str(error), error.violations) from error
-            try:
-                with span("predict"):
-                    output = await self.line.call(data, _deadline(context))
-            except CallError as error:
-                raise self._failure(error) from error
-            with span("encode"):
-                return self._response(output).SerializeToString()  # type: ignore[no-any-return]
+            return (await self.predict_message(message, _deadline(context))).SerializeToString()  # type: ignore[no-any-return]
         except Status as status:
             await abort(context, status)
             raise AssertionError("unreachable") from None  # abort raises
+
+    async def predict_message(self, message: Any, deadline: float | None) -> Any:
+        """validate -> the model -> the response message, whatever the transport; raises Status."""
+        span = self.span
+        try:
+            with span("validate"):
+                data = self._input(message)
+        except RequestError as error:
+            raise invalid(str(error), error.violations) from error
+        try:
+            with span("predict"):
+                output = await self.line.call(data, deadline)
+        except CallError as error:
+            raise self._failure(error) from error
+        with span("encode"):
+            return self._response(output)
 
     async def predict_stream(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
                              ) -> AsyncIterator[bytes]:
@@ -278,11 +301,7 @@ def _add_reflection_v1_file(tree: ProtoTree) -> None:
 
 
 async def _unauthenticated(_request: Any, context: grpc.aio.ServicerContext) -> None:
-    await abort(context, Status(
-        "UNAUTHENTICATED",
-        "this server needs a bearer token: send the metadata `authorization: Bearer <token>` "
-        "(protoreg predict --auth-token-file PATH)",
-    ))
+    await abort(context, Status("UNAUTHENTICATED", UNAUTHENTICATED))
 
 
 def _denial(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
@@ -360,6 +379,12 @@ class ModelServer:
         self.lines: dict[str, ModelLine] = {}
         self.health: HealthServicer | None = None
         self.router: Router | None = None
+        self.unary: dict[str, UnaryMethod] = {}  # the unary methods served now, for the JSON side
+        self.http: HttpEndpoint | None = None  # --http-address (service/http.py)
+        if options.http_address is not None:
+            from .http import HttpEndpoint
+
+            self.http = HttpEndpoint(self)
         self._streams: Slots | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="protoreg-server", daemon=True)
@@ -402,20 +427,26 @@ class ModelServer:
         )
 
     def _tables(self) -> tuple[dict[str, grpc.RpcMethodHandler], dict[str, grpc.RpcMethodHandler]]:
-        """Every handler for what is served now (wrapped by the telemetry), and their denials."""
+        """Every handler for what is served now (wrapped by the telemetry), and their denials; the
+        same unary methods for the JSON side go to :attr:`unary` (one assignment, on the loop)."""
         assert self.health is not None and self._streams is not None
         telemetry = self.telemetry
         handlers: dict[str, grpc.RpcMethodHandler] = {}
+        unary: dict[str, UnaryMethod] = {}
         every = {**self.served, **self.draining}
         for name, model in every.items():
-            line = self.lines[name]
-            for path, handler in ModelServicer(model, self.tree, line, self._streams, telemetry).handlers().items():
+            servicer = ModelServicer(model, self.tree, self.lines[name], self._streams, telemetry)
+            for path, handler in servicer.handlers().items():
                 handlers[path] = telemetry.wrap(path, handler, (model.name, model.version))
+            unary.update(servicer.unary())
         service_names = list(every)
         if self.tree.registry_file is not None:
-            for path, handler in RegistryServicer(list(every.values()), self.tree).handlers().items():
+            registry = RegistryServicer(list(every.values()), self.tree)
+            for path, handler in registry.handlers().items():
                 handlers[path] = telemetry.wrap(path, handler)
+            unary.update(registry.unary())
             service_names.append(REGISTRY_SERVICE)
+        self.unary = unary
         for path, handler in self.health.handlers().items():
             handlers[path] = telemetry.wrap(path, handler)
         reflected = [*service_names, HEALTH_SERVICE, REFLECTION_V1ALPHA, REFLECTION_V1]
@@ -491,6 +522,12 @@ class ModelServer:
                 f"cannot listen on {address}; is another server using it? choose another with --address HOST:PORT"
             )
         await server.start()
+        if self.http is not None:
+            try:
+                await self.http.start()
+            except BaseException:
+                await server.stop(0)
+                raise
         await self._set_serving(serving)
         self._sample()
         self._flush_access_log()
@@ -514,8 +551,10 @@ class ModelServer:
                 timer.cancel()
         if self.health is not None:
             await self.health.shut_down()
-        if self._server is not None:
-            await self._server.stop(grace)
+        stopping = [self._server.stop(grace)] if self._server is not None else []
+        if self.http is not None:
+            stopping.append(self.http.stop(grace))
+        await asyncio.gather(*stopping)
         for line in self.lines.values():
             line.close()
 

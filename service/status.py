@@ -62,6 +62,20 @@ def undecodable(method: str, error: Exception) -> Status:
     return invalid(f"request bytes are not a valid request of {method} ({error})")
 
 
+def bad_request(status: Status) -> tuple[str, error_details_pb2.BadRequest | None]:
+    """The message and ``google.rpc.BadRequest`` an ``INVALID_ARGUMENT`` status is sent with, cut to
+    what fits in a client's trailers (``service/limits.py``); every transport sends these."""
+    message, violations = bounded_status(status.message, status.violations)
+    if not violations:
+        return message, None
+    return message, error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in violations
+        ]
+    )
+
+
 async def abort(context: grpc.aio.ServicerContext, status: Status) -> None:
     """End the call with ``status`` (raises, as ``context.abort`` does)."""
     record_code(status.code)
@@ -69,15 +83,9 @@ async def abort(context: grpc.aio.ServicerContext, status: Status) -> None:
     call = CURRENT.get()
     trailers: tuple[tuple[str, str], ...] = ((REQUEST_ID, call.request_id),) if call is not None else ()
     if status.code == "INVALID_ARGUMENT":
-        message, violations = bounded_status(status.message, status.violations)
+        message, detail = bad_request(status)
         proto = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message)
-        if violations:
-            detail = error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                    for v in violations
-                ]
-            )
+        if detail is not None:
             proto.details.add().Pack(detail)
         rich = rpc_status.to_status(proto)
         await context.abort(rich.code, rich.details, (*rich.trailing_metadata, *trailers))

@@ -58,7 +58,7 @@ class _Worker:
     started: float = field(default_factory=time.monotonic)
 
 
-def _reserve_port(host: str, port: int) -> socket.socket:
+def _reserve_port(host: str, port: int, option: str = "--address") -> socket.socket:
     """A bound, not listening, SO_REUSEPORT socket on ``host:port`` (port 0: a free one)."""
     family = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -69,12 +69,12 @@ def _reserve_port(host: str, port: int) -> socket.socket:
         sock.close()
         raise ServeError(
             f"cannot listen on {host}:{port} ({error.strerror or error}); is another server using it? "
-            "choose another with --address HOST:PORT"
+            f"choose another with {option} HOST:PORT"
         ) from error
     return sock
 
 
-def _worker_config(run: RunOptions, options: ServeOptions, address: str) -> str:
+def _worker_config(run: RunOptions, options: ServeOptions, address: str, http_address: str | None) -> str:
     tokens = options.auth_token
     token_file = getattr(tokens, "path", None)
     if tokens is not None and token_file is None:
@@ -100,6 +100,8 @@ def _worker_config(run: RunOptions, options: ServeOptions, address: str) -> str:
         "max_batch_size": options.batch.max_batch_size,
         "max_batch_delay": options.batch.max_batch_delay,
         "predict_timeout": options.batch.predict_timeout,
+        "http_address": http_address,
+        "site": str(options.site) if options.site else None,
     })
 
 
@@ -139,7 +141,12 @@ def serve_processes(run: RunOptions, options: ServeOptions, processes: int) -> N
     reservation = _reserve_port(host, port)
     port = reservation.getsockname()[1]
     address = f"{host}:{port}"
-    config = _worker_config(run, options, address)
+    http_address = http_reservation = None
+    if options.http_address is not None:  # every worker answers HTTP on one port too
+        http_host, http_port = parse_address(options.http_address, "--http-address")
+        http_reservation = _reserve_port(http_host, http_port, "--http-address")
+        http_address = f"{http_host}:{http_reservation.getsockname()[1]}"
+    config = _worker_config(run, options, address, http_address)
     metrics_dir = _metrics_endpoint(run.metrics) if run.metrics is not None else None
     stop = {"signal": 0}
 
@@ -179,6 +186,9 @@ def serve_processes(run: RunOptions, options: ServeOptions, processes: int) -> N
             if not announced and all(w.ready for w in workers):
                 for worker in workers:
                     _tell(worker, "serve")
+                if http_address is not None:
+                    scheme = "https" if options.tls_cert else "http"
+                    click.echo(f"http on {scheme}://{http_address}{' (registry browser at /)' if options.site else ''}")
                 click.echo(f"listening on {address}{' (TLS)' if options.tls_cert else ''} "
                            f"({processes} processes)")
                 announced = True
@@ -207,6 +217,8 @@ def serve_processes(run: RunOptions, options: ServeOptions, processes: int) -> N
             signal.signal(sig, handler)
         _stop_all(workers, grace)
         reservation.close()
+        if http_reservation is not None:
+            http_reservation.close()
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     click.echo("stopped")
@@ -279,6 +291,8 @@ def worker_main() -> None:
         reuse_port=True,
         reload_interval=config["reload_interval"],
         drain=config["grace"],
+        http_address=config["http_address"],
+        site=path("site"),
     )
     run = RunOptions(config["refs"], config["all_models"], Path(config["protos"]), config["grace"],
                      config["access_log"], config["log_format"],

@@ -21,6 +21,10 @@ the wrapper:
 Calls that gRPC refuses before a handler runs (an unknown method, a message over
 ``--max-message-bytes``) are not seen here, as in go-grpc-prometheus.
 
+Unary calls over HTTP (Connect's protocol, ``service/http.py``) are observed the same way by
+:meth:`Telemetry.observe`: the same request id rules, metrics (``grpc_type="unary"``), spans and
+access lines, the latter with ``protocol=connect``.
+
 Model lines report their batches (``protoreg_model_predict_seconds``, ``protoreg_model_batch_size``),
 queue depth and calls in flight, and the served release of each line is
 ``protoreg_release_info{model,major,version} 1``. With ``--processes`` the workers write their
@@ -42,7 +46,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -91,6 +95,7 @@ class Call:
     trace_id: str | None = None
     received: int = 0
     sent: int = 0
+    protocol: str = "grpc"  # or "connect": the JSON/HTTP side (service/http.py)
     # counts the call in the metrics; run by abort() before the status leaves, so that a client
     # that reads /metrics right after its answer sees its call counted
     count: Callable[[], None] | None = None
@@ -178,8 +183,9 @@ class AccessLog:
     def add(self, call: Call, peer: str, duration_ms: float) -> None:
         model = f"{call.model}=={call.version}" if call.model else "-"
         trace = f" trace_id={call.trace_id}" if call.trace_id else ""
+        protocol = "" if call.protocol == "grpc" else f" protocol={call.protocol}"
         message = (f"{call.method} {call.code} {model} {duration_ms:.3f}ms peer={peer} "
-                   f"request_id={call.request_id}{trace}")
+                   f"request_id={call.request_id}{trace}{protocol}")
         stamp = self._time(time.time())
         if not self.json:
             self.lines.append(f"{stamp} INFO protoreg.access: {message}")
@@ -192,6 +198,8 @@ class AccessLog:
                    f'"request_id": "{call.request_id}"')
         if call.trace_id:
             fields += f', "trace_id": "{call.trace_id}"'
+        if call.protocol != "grpc":
+            fields += f', "protocol": "{call.protocol}"'
         self.lines.append("{" + fields + "}")
 
     def flush(self) -> None:
@@ -363,14 +371,14 @@ class Telemetry:
             return contextlib.nullcontext()
         return self.tracing.span(name)
 
-    def _method_metrics(self, path: str, handler: grpc.RpcMethodHandler) -> _MethodMetrics | None:
+    def _method_metrics(self, path: str, kind: str) -> _MethodMetrics | None:
         metrics = self.metrics
         if metrics is None:
             return None
         found = self._methods.get(path)
         if found is None:
             service, _, method = path.lstrip("/").partition("/")
-            labels = (_grpc_type(handler), service, method)
+            labels = (kind, service, method)
             found = _MethodMetrics(
                 started=metrics.started.labels(*labels), received=metrics.received.labels(*labels),
                 sent=metrics.sent.labels(*labels), seconds=metrics.seconds.labels(*labels), labels=labels,
@@ -380,11 +388,9 @@ class Telemetry:
 
     # -- one call ----------------------------------------------------------------------------
 
-    def _begin(self, path: str, context: grpc.aio.ServicerContext, method_metrics: _MethodMetrics | None,
-               model: tuple[str, str]) -> tuple[Call, Any, Any, contextvars.Token[Call | None]]:
-        metadata = context.invocation_metadata()
-        call = Call(path, request_id_from(metadata), time.perf_counter(), model[0], model[1])
-        context.set_trailing_metadata(((REQUEST_ID, call.request_id),))
+    def _begin(self, path: str, metadata: Any, method_metrics: _MethodMetrics | None, model: tuple[str, str],
+               protocol: str = "grpc") -> tuple[Call, Any, Any, contextvars.Token[Call | None]]:
+        call = Call(path, request_id_from(metadata), time.perf_counter(), model[0], model[1], protocol=protocol)
         span = token = None
         if self.tracing is not None:
             span, token, call.trace_id = self.tracing.start(path, metadata)
@@ -415,7 +421,7 @@ class Telemetry:
         assert self.metrics is not None
         self.metrics.in_flight.dec()
 
-    def _end(self, call: Call, context: grpc.aio.ServicerContext, method_metrics: _MethodMetrics | None,
+    def _end(self, call: Call, peer: Callable[[], str], method_metrics: _MethodMetrics | None,
              span: Any, token: Any, current: contextvars.Token[Call | None]) -> None:
         CURRENT.reset(current)
         seconds = time.perf_counter() - call.start
@@ -425,7 +431,28 @@ class Telemetry:
             assert self.tracing is not None
             self.tracing.end(span, token, call.code)
         if self.access_log is not None:
-            self.access_log.add(call, context.peer(), round(seconds * 1000, 3))
+            self.access_log.add(call, peer(), round(seconds * 1000, 3))
+
+    @contextlib.contextmanager
+    def observe(self, path: str, metadata: Any, peer: Callable[[], str], model: tuple[str, str] = ("", ""),
+                protocol: str = "connect") -> Iterator[Call]:
+        """One unary call of another transport than gRPC (the Connect protocol), observed as
+        :meth:`wrap` observes a gRPC call: the same request id, metrics, span and access line.
+
+        The caller sets ``code`` on the yielded call (a :class:`Status` it answers with); an
+        exception leaving the block counts as ``CANCELLED`` (the client went away, or the
+        server is stopping) unless a code was set.
+        """
+        method_metrics = self._method_metrics(path, "unary")
+        call, span, token, current = self._begin(path, metadata, method_metrics, model, protocol)
+        try:
+            yield call
+        except BaseException:
+            if call.code == "OK":
+                call.code = "CANCELLED"
+            raise
+        finally:
+            self._end(call, peer, method_metrics, span, token, current)
 
     @staticmethod
     def _code(error: BaseException, call: Call, context: grpc.aio.ServicerContext) -> str:
@@ -442,20 +469,21 @@ class Telemetry:
     def wrap(self, path: str, handler: grpc.RpcMethodHandler, model: tuple[str, str] = ("", "")
              ) -> grpc.RpcMethodHandler:
         """``handler`` with request ids, access lines, metrics and spans around every call."""
-        method_metrics = self._method_metrics(path, handler)
+        method_metrics = self._method_metrics(path, _grpc_type(handler))
         begin, end, code_of = self._begin, self._end, self._code
         if not handler.request_streaming and not handler.response_streaming:
             inner = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                call, span, token, current = begin(path, context, method_metrics, model)
+                call, span, token, current = begin(path, context.invocation_metadata(), method_metrics, model)
+                context.set_trailing_metadata(((REQUEST_ID, call.request_id),))
                 try:
                     return await inner(request, context)
                 except BaseException as error:
                     call.code = code_of(error, call, context)
                     raise
                 finally:
-                    end(call, context, method_metrics, span, token, current)
+                    end(call, context.peer, method_metrics, span, token, current)
 
             return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer,
                                                        handler.response_serializer)
@@ -470,7 +498,8 @@ class Telemetry:
                 yield item
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            call, span, token, current = begin(path, context, method_metrics, model)
+            call, span, token, current = begin(path, context.invocation_metadata(), method_metrics, model)
+            context.set_trailing_metadata(((REQUEST_ID, call.request_id),))
             try:
                 source = counted(request, call) if streaming_requests else request
                 responses = inner_stream(source, context)
@@ -484,7 +513,7 @@ class Telemetry:
                 call.code = code_of(error, call, context)
                 raise
             finally:
-                end(call, context, method_metrics, span, token, current)
+                end(call, context.peer, method_metrics, span, token, current)
 
         if handler.request_streaming:
             return grpc.stream_stream_rpc_method_handler(stream, handler.request_deserializer,

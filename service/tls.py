@@ -63,3 +63,17 @@ def server_credentials(cert: Path | None, key: Path | None, client_ca: Path | No
     pair = (_read(key, "--tls-key"), _read(cert, "--tls-cert"))
     ca = _read(client_ca, "--tls-client-ca") if client_ca is not None else None
     return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
+
+
+def server_ssl_context(cert: Path | None, key: Path | None, client_ca: Path | None) -> ssl.SSLContext | None:
+    """The same TLS set-up for the HTTP side (``--http-address``): None without TLS; with
+    ``client_ca``, a client certificate signed by it is required, as on gRPC."""
+    if server_credentials(cert, key, client_ca) is None:  # checks every file, as for gRPC
+        return None
+    assert cert is not None and key is not None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile=str(cert), keyfile=str(key))
+    if client_ca is not None:
+        context.load_verify_locations(cafile=str(client_ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context

@@ -403,13 +403,13 @@ def raw_call(channel: grpc.Channel, method: str, payload: bytes, timeout: float 
 
 def start_serve(
     protos: Path, refs: Sequence[str], *args: str, address: str = "127.0.0.1:0", startup: float = 120.0,
-    env: dict[str, str] | None = None, path: Sequence[Path] = (),
+    env: dict[str, str] | None = None, path: Sequence[Path] = (), printed: list[str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """``protoreg serve`` in a subprocess, once it listens: the process and its ``host:port``.
 
     Its stderr goes to ``serve.log`` next to ``protos`` (the server logs there, and a pipe nobody
     reads would fill up and block it under load). ``env`` adds variables, ``path`` folders to
-    ``PYTHONPATH``.
+    ``PYTHONPATH``; ``printed`` gets the lines it printed up to ``listening on``.
     """
     env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([*map(str, path), str(REPO)])}
     log = open(protos.parent / "serve.log", "a", encoding="utf-8")  # noqa: SIM115 (the process owns it)
@@ -440,8 +440,11 @@ def start_serve(
         if not chunk:  # the deadline passed, or the process exited
             break
         output += chunk
-        for line in output.decode("utf-8", "replace").splitlines():
+        lines = output.decode("utf-8", "replace").splitlines()
+        for line in lines:
             if line.startswith("listening on "):
+                if printed is not None:
+                    printed.extend(lines)
                 return process, line.split()[2]
     process.kill()
     process.wait()

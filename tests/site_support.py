@@ -21,6 +21,7 @@ import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -97,12 +98,39 @@ class Out2(BaseModel):
     score: float
 
 
+def _score(data: Any) -> float:
+    """What every release answers: the number of tags plus the last digit of ``count``."""
+    return float(len(data.tags) + data.count % 10)
+
+
+def _predict(response: type[BaseModel]) -> Any:
+    if response is Out1:
+        return lambda data: Out1(score=_score(data), label=str(data.tier.value))
+    return lambda data: Out2(score=_score(data))
+
+
 def models_module() -> types.ModuleType:
     module = types.ModuleType(MODULE)
     plan = [(In1, Out1), (In1b, Out1), (In2, Out1), (In3, Out2), (In4, Out2), (In4, Out2)]
     for version, (request, response) in zip(VERSIONS, plan, strict=True):
-        setattr(module, "V" + version.replace(".", "_"), make_model("loan_model", version, request, response))
+        setattr(module, "V" + version.replace(".", "_"),
+                make_model("loan_model", version, request, response, predict=_predict(response)))
     return module
+
+
+SERVED_MODULE = f'''"""The classes of {MODULE}, for a `protoreg serve` subprocess (it imports them by name)."""
+
+from tests.site_support import models_module
+
+globals().update({{name: value for name, value in vars(models_module()).items() if name.startswith("V")}})
+'''
+
+
+def write_models_module(directory: Path) -> Path:
+    """``site_test_models.py`` in ``directory``, so a server process can serve its classes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{MODULE}.py").write_text(SERVED_MODULE)
+    return directory
 
 
 def invoke(db: str, protos: Path, *args: str) -> click.testing.Result:

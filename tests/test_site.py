@@ -338,7 +338,17 @@ def test_pages_escape_what_they_show_and_mark_what_a_server_serves(data: dict[st
     assert 'data-try-it-base="./"' in index
     assert re.search(r'data-major="4">loan_model\.v4: <a [^>]*>4\.0\.1</a> <span class="badge served">', index)
     assert 'data-major="3">loan_model.v3: <a href="loan_model/proto/3.0.0.html">3.0.0</a> </span>' in index
-    assert "disabled" not in served["loan_model/try.html"].decode()
+    # Only the served major line's form can send; the others say why they cannot.
+    forms = re.findall(r'<details class="try" id="try-v(\d)".*?</details>', served["loan_model/try.html"].decode(),
+                       re.DOTALL)
+    assert forms == ["4", "3", "2", "1"]
+    for major, form in re.findall(r'<details class="try" id="try-v(\d)"(.*?)</details>',
+                                  served["loan_model/try.html"].decode(), re.DOTALL):
+        if major == "4":
+            assert "disabled" not in form and "does not serve" not in form
+        else:
+            assert 'disabled title="not served here"' in form
+            assert f"This server does not serve major line {major} of loan_model" in form
 
 
 def test_pages_need_neither_the_database_nor_sqlalchemy() -> None:

@@ -6,7 +6,8 @@ enum change; the ledger cells the browser shows are checked against ``protoreg f
 json``, a diff is opened through the picker, a ``.proto`` is read and downloaded, and the try-it
 form's JSON body is caught with Playwright's request routing on a local static server. Without
 Chromium the tests skip, except in CI (``CI=true``), where they fail. Screenshots go to each
-test's temporary directory.
+test's temporary directory. The try-it forms are also submitted against a live ``protoreg serve
+--http-address ... --site DIR`` and read what the server answered.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests.site_support import VERSIONS, invoke, site_registry  # noqa: F401  (fixture)
+from tests.service_support import REPO, start_serve, stop_process
+from tests.site_support import MODULE, VERSIONS, invoke, site_registry, write_models_module  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -282,6 +285,91 @@ def test_try_it_form_posts_the_schema_as_connect_json(site_registry: str, browse
     assert f"curl -X POST '{base}/api/loan_model.v1.LoanModelService/Predict'" in preview
     # Chromium logs the 400 answer; nothing else went wrong
     assert page.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
+
+
+def test_try_it_form_against_a_live_server(site_registry: str, browser: Any, tmp_path: Path) -> None:  # noqa: F811
+    """``protoreg serve --http-address ... --site DIR``: the pages come from the server, the form
+    posts to it (same origin) and shows what the model answered, or the server's error."""
+    site = tmp_path / "site"
+    assert invoke(site_registry, tmp_path / "protos", "site", "--out", str(site)).exit_code == 0
+    modules = write_models_module(tmp_path / "modules")
+    printed: list[str] = []
+    process, address = start_serve(tmp_path / "protos", [f"{MODULE}:V4_0_1", "iris_model"], "--http-address",
+                                   "127.0.0.1:0", "--site", str(site), path=[modules], printed=printed)
+    try:
+        http_line = next(line for line in printed if line.startswith("http on "))
+        assert http_line.endswith("(registry browser at /)")
+        base = http_line.split()[2]
+        page = open_page(browser, f"{base}/")
+        served = page.eval_on_selector_all(".line.served", "lines => lines.map(l => l.textContent.trim())")
+        assert served == ["iris_model.v1: 1.0.0 served", "loan_model.v4: 4.0.1 served"]
+        page.click("#model-loan_model a[href='loan_model/try.html']")
+        page.wait_for_selector("#try-v4 form.try-it")
+        assert page.is_disabled("#try-v3 button[type=submit]")  # only 4.0.1 of loan_model is served
+        form = page.locator("#try-v4 form.try-it")
+        form.locator("[data-json-name=age]").fill("42 years")
+        form.locator("[data-json-name=fullName]").fill("Ada Lovelace")
+        form.locator("[data-json-name=tier]").select_option("TIER_GOLD")
+        form.locator("[data-json-name=count]").fill("18446744073709551615")  # uint64's largest, as a string
+        form.locator("[data-json-name=tags]").fill('["a", "b"]')
+        form.locator("button[type=submit]").click()
+        page.wait_for_function("document.querySelector('#try-v4 pre.response').textContent.startsWith('HTTP ')")
+        answer = form.locator("pre.response").inner_text()
+        assert answer.startswith("HTTP 200"), answer
+        assert json.loads(answer.split("\n", 1)[1]) == {"score": 7.0}  # two tags + the last digit, 5
+
+        form.locator("[data-json-name=fullName]").fill("")
+        form.locator("button[type=submit]").click()
+        page.wait_for_function("document.querySelector('#try-v4 pre.response').textContent.startsWith('HTTP 400')")
+        refusal = form.locator("pre.response").inner_text()
+        assert "invalid_argument: invalid request: full_name: Field required" in refusal
+        details = json.loads(refusal.split("\n\n", 1)[1])["details"]
+        assert details[0]["debug"] == {"fieldViolations": [{"field": "full_name", "description": "Field required"}]}
+        page.screenshot(path=str(tmp_path / "try-live.png"), full_page=True)
+        assert (tmp_path / "try-live.png").stat().st_size > 10_000
+
+        iris = open_page(browser, f"{base}/iris_model/try.html")
+        for name, value in (("sepalLength", "5.1"), ("sepalWidth", "3.5"), ("petalLength", "1.4"), ("petalWidth", "0")):
+            iris.fill(f"#try-v1 [data-json-name={name}]", value)
+        iris.click("#try-v1 button[type=submit]")
+        iris.wait_for_function("document.querySelector('#try-v1 pre.response').textContent.startsWith('HTTP ')")
+        assert json.loads(iris.inner_text("#try-v1 pre.response").split("\n", 1)[1]) == {"species": "SPECIES_SETOSA"}
+        assert iris.errors == []
+        # Chromium logs the 400 answer; nothing else went wrong
+        assert page.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        stop_process(process)
+
+
+def test_the_root_without_a_site_tries_each_served_line(browser: Any, tmp_path: Path) -> None:
+    """Without --site, / lists what is served with a JSON form per line, posting to the server."""
+    protos = tmp_path / "proto_versions"
+    shutil.copytree(REPO / "proto_versions", protos)
+    printed: list[str] = []
+    process, _address = start_serve(protos, ["iris_model"], "--http-address", "127.0.0.1:0", printed=printed)
+    try:
+        base = next(line for line in printed if line.startswith("http on ")).split()[2]
+        page = open_page(browser, f"{base}/")
+        assert "protoreg site --out DIR" in page.inner_text("p.note.off")
+        body = page.locator("#try-iris_model-v1 textarea[data-body]")
+        assert json.loads(body.input_value()) == {"sepalLength": 0.0, "sepalWidth": 0.0, "petalLength": 0.0,
+                                                  "petalWidth": 0.0}
+        body.fill(json.dumps({"sepalLength": 6.3, "sepalWidth": 3.3, "petalLength": 6.0, "petalWidth": 2.5}))
+        page.click("#try-iris_model-v1 button[type=submit]")
+        page.wait_for_function("document.querySelector('#try-iris_model-v1 pre.response').textContent"
+                               ".startsWith('HTTP ')")
+        answer = page.inner_text("#try-iris_model-v1 pre.response")
+        assert json.loads(answer.split("\n", 1)[1]) == {"species": "SPECIES_VIRGINICA"}, answer
+        assert f"curl -X POST '{base}/iris_model.v1.IrisModelService/Predict'" in page.inner_text(
+            "#try-iris_model-v1 pre.request-preview")
+        page.screenshot(path=str(tmp_path / "served.png"), full_page=True)
+        assert page.errors == []
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        stop_process(process)
 
 
 def test_static_site_form_cannot_send_and_says_why(site_registry: str, browser: Any, tmp_path: Path) -> None:  # noqa: F811

@@ -19,6 +19,9 @@ Layout::
     static/site.css, static/site.js
     site.json
 
+:func:`render_served` is the one page a server shows without site data: what it serves, with a
+JSON request form per line.
+
 This module needs neither the database nor SQLAlchemy: a server holding only ``site.json``
 renders the same pages, passing what it serves and where its try-it forms post.
 """
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -97,11 +100,31 @@ def render_site(
                  release=release)
             files[f"{name}/proto/{release['version']}/{release['proto_file']}"] = release["proto"].encode()
         page(f"{name}/try.html", "try.html.j2", model=model, nav="try")
-    static = resources.files("protoreg.registry.site") / "static"
-    for name in STATIC_FILES:
-        files[f"static/{name}"] = (static / name).read_bytes()
+    files.update(_static_files())
     files[DATA_FILE] = (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
     return dict(sorted(files.items()))
+
+
+def render_served(lines: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
+    """The page a server without ``--site`` shows at its root, with the script and stylesheet.
+
+    ``lines`` are the served major lines: ``model``, ``display_name``, ``description``,
+    ``version``, ``major``, ``package``, ``path`` (``<package>.<Service>/Predict``) and
+    ``example`` (a request in the proto3 JSON mapping, as text), each with a JSON try-it form
+    posting to the server itself.
+    """
+    from .. import __version__
+
+    context = {"try_it_base": "./", "served": True, "version": __version__}
+    files = {"index.html": _environment.get_template("served.html.j2").render(
+        root="", site=context, lines=lines).encode()}
+    files.update(_static_files())
+    return files
+
+
+def _static_files() -> dict[str, bytes]:
+    static = resources.files("protoreg.registry.site") / "static"
+    return {f"static/{name}": (static / name).read_bytes() for name in STATIC_FILES}
 
 
 def load_site_data(path: Path) -> dict[str, Any]:

@@ -62,6 +62,16 @@
   }
 
   function buildRequest(form) {
+    var whole = form.querySelector("[data-body]");  // a form holding the whole request as JSON
+    if (whole) {
+      try {
+        whole.classList.remove("invalid");
+        return { body: JSON.parse(whole.value.trim() || "{}"), errors: [] };
+      } catch (e) {
+        whole.classList.add("invalid");
+        return { body: {}, errors: ["the request is not valid JSON (" + e.message + ")"] };
+      }
+    }
     var body = {}, errors = [];
     form.querySelectorAll("[data-json-name]").forEach(function (input) {
       var read = readField(input);
