@@ -1,4 +1,5 @@
-"""The registry commands: ``register``, ``history``, ``fields``, ``render`` and ``verify``.
+"""The registry commands: ``register``, ``history``, ``fields``, ``render``, ``verify``, ``export`` and
+``import``.
 
 Each parses its arguments, calls one library function and formats the result; user errors are
 :class:`~protoreg.registry.errors.ProtoregError`\\s, which the ``protoreg`` group (``protoreg/cli.py``, where
@@ -19,6 +20,7 @@ from .errors import EXIT_FAILED, EXIT_FINDINGS, UsageError
 if TYPE_CHECKING:
     from .schema import ModelSchema
     from .store import Registry
+    from .transfer import Moved
 
 # -- shared by every command module ---------------------------------------------------------
 # The protoreg group puts the global options on ctx.obj as {"db_url": ..., "protos_dir": ...}.
@@ -37,10 +39,19 @@ def protos_dir(ctx: click.Context) -> Path:
     return Path(obj.get("protos_dir") or "proto_versions")
 
 
-def open_from(ctx: click.Context) -> Registry:
-    from .database import open_registry
+def open_from(ctx: click.Context, *, write: bool = False) -> Registry:
+    """The registry ``--db`` names (a database or a text-form directory); ``write`` for commands
+    that change it (only those may create one)."""
+    from .textstore import open_location
 
-    return open_registry(db_url(ctx))
+    return open_location(db_url(ctx), write=write)
+
+
+def where(ctx: click.Context) -> str:
+    """The registry ``--db`` names, as messages name it."""
+    from .textstore import describe_location
+
+    return describe_location(db_url(ctx))
 
 
 model_refs_argument = click.argument("model_refs", nargs=-1, metavar="MODEL_REF...")
@@ -75,12 +86,14 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
     """
     from .compat.findings import format_reports
     from .compat.gate import register_checked
+    from .crosscheck import refuse_unknown_releases
     from .render import render_tree, write_tree
 
     schemas = schemas_of(model_refs, all_models)
     root = protos_dir(ctx)
     human = fmt == "text"  # with json or github, stdout carries only the findings; the rest goes to stderr
-    with open_from(ctx) as registry:
+    with open_from(ctx, write=True) as registry:
+        refuse_unknown_releases(registry, root, where(ctx), [s.model for s in schemas])
         outcomes = [register_checked(registry, s, dry_run=dry_run, file_prefix=str(root)) for s in schemas]
         written = [] if dry_run else write_tree(root, render_tree(registry.served_packages()))
     for outcome in outcomes:
@@ -174,7 +187,12 @@ def fields(ctx: click.Context, model: str, version: str | None, fmt: str) -> Non
               help="Render one registered release (with --out).")
 @click.pass_context
 def render(ctx: click.Context, check: bool, out_dir: Path | None, release_ref: str | None) -> None:
-    """Render proto_versions/ from the registry (the newest release of each major line)."""
+    """Render proto_versions/ from the registry (the newest release of each major line).
+
+    With --check, a file whose header names a release the registry does not have is an error
+    too: the tree was rendered from another registry (a wrong --db).
+    """
+    from .crosscheck import refuse_unknown_releases
     from .render import diff_tree, render_tree, write_tree
 
     root = out_dir or protos_dir(ctx)
@@ -188,6 +206,8 @@ def render(ctx: click.Context, check: bool, out_dir: Path | None, release_ref: s
             packages = [registry.release(model, version).package]
         else:
             packages = registry.served_packages()
+        if check and release_ref is None:
+            refuse_unknown_releases(registry, root, where(ctx))
     files = render_tree(packages)
     if check:
         diff = diff_tree(root, files)
@@ -236,4 +256,68 @@ def verify(ctx: click.Context, fmt: str) -> None:
         ctx.exit(EXIT_FAILED)
 
 
-COMMANDS = (register, history, fields, render, verify)
+# -- export and import ---------------------------------------------------------------------
+
+
+def _describe_moves(moves: list[Moved], target: str) -> None:
+    for moved in moves:
+        if moved.outcome == "unchanged":
+            click.echo(f"{moved.model}: already in {target}, unchanged")
+        else:
+            verb = "added" if moved.outcome == "added" else "extended"
+            click.echo(f"{moved.model}: {verb} ({', '.join(moved.versions)})")
+    written = sum(1 for m in moves if m.outcome != "unchanged")
+    click.echo(f"{written} of {len(moves)} models written to {target}")
+
+
+@click.command()
+@click.argument("models", nargs=-1, metavar="[MODEL...]")
+@click.option("--to", "target", required=True, metavar="DIR|URL",
+              help="A directory for the text form (created if needed), a database URL, or - to print the text "
+                   "form on stdout.")
+@click.pass_context
+def export(ctx: click.Context, models: tuple[str, ...], target: str) -> None:
+    """Copy the registry, or the named models, to the text form or to another database.
+
+    Reads --db and writes TARGET in one transaction, as `protoreg import` does: a model TARGET
+    lacks is added, one it holds with the same releases is left alone, one whose releases in
+    TARGET are the first of --db's gets the rest; anything else is refused and nothing is written.
+    """
+    from .textform import format_model
+    from .textstore import describe_location, open_location
+    from .transfer import transfer
+
+    with open_from(ctx) as source:
+        if target == "-":
+            names = list(dict.fromkeys(models)) or source.model_names()
+            for name in names:
+                click.echo(format_model(source.model_record(name)), nl=False)
+            return
+        with open_location(target, write=True) as destination:
+            moves = transfer(source, destination, models, source_name=where(ctx),
+                             target_name=describe_location(target))
+    _describe_moves(moves, describe_location(target))
+
+
+@click.command("import")
+@click.argument("source_url", metavar="SOURCE")
+@click.argument("models", nargs=-1, metavar="[MODEL...]")
+@click.pass_context
+def import_registry(ctx: click.Context, source_url: str, models: tuple[str, ...]) -> None:
+    """Copy every model (or the named ones) of SOURCE, a text-form directory or a database URL, into --db.
+
+    One transaction: a model --db lacks is added, one it holds with the same releases is left
+    alone, one whose releases in --db are the first of SOURCE's gets the rest. Any other
+    difference is a conflict: the import is refused and nothing is written. Creates --db when it
+    does not exist.
+    """
+    from .textstore import describe_location, open_location
+    from .transfer import transfer
+
+    with open_location(source_url) as source, open_from(ctx, write=True) as destination:
+        moves = transfer(source, destination, models, source_name=describe_location(source_url),
+                         target_name=where(ctx))
+    _describe_moves(moves, where(ctx))
+
+
+COMMANDS = (register, history, fields, render, verify, export, import_registry)

@@ -9,12 +9,13 @@ commands into the ``protoreg`` group.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..commands import db_url, model_refs_argument, protos_dir, schemas_of
+from ..commands import model_refs_argument, open_from, protos_dir, schemas_of, where
 from ..errors import EXIT_FINDINGS, UsageError
 from .findings import CATEGORIES, FORMATS, Report, format_reports
 from .rules import RULES, Rule
@@ -51,15 +52,19 @@ def check(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, aga
     compared with the newest release (or --against VERSION) and, for reused numbers and names,
     with every release ever registered. Exit 100 when a finding needs a bigger bump.
     """
-    from ..database import open_registry
+    from ..crosscheck import new_model_note, refuse_unknown_releases
     from .gate import check_schema
 
     schemas = schemas_of(model_refs, all_models)
     if against is not None and len(schemas) > 1:
         raise UsageError("--against names one version of one model; check one MODEL_REF at a time with it")
-    prefix = str(protos_dir(ctx))
-    with open_registry(db_url(ctx)) as registry:
-        reports = [check_schema(registry, s, against=against, file_prefix=prefix) for s in schemas]
+    root = protos_dir(ctx)
+    with open_from(ctx) as registry:
+        refuse_unknown_releases(registry, root, where(ctx), [s.model for s in schemas])
+        new = {s.model for s in schemas if registry.release_line(s.model) is None}
+        reports = [check_schema(registry, s, against=against, file_prefix=str(root)) for s in schemas]
+    reports = [replace(r, note=new_model_note(r.model, r.declared_version or "", where(ctx), root))
+               if r.model in new else r for r in reports]
     _emit(reports, fmt)
 
 
@@ -77,10 +82,9 @@ def diff(ctx: click.Context, model: str, v1: str, v2: str, fmt: str) -> None:
 
     Exit 100 when V2's version bump over V1 is too small for what changed.
     """
-    from ..database import open_registry
     from .engine import diff_releases
 
-    with open_registry(db_url(ctx)) as registry:
+    with open_from(ctx) as registry:
         releases = registry.releases(model)
         first, second = registry.release(model, v1), registry.release(model, v2)
     report = diff_releases(releases, first, second, file_prefix=str(protos_dir(ctx)))

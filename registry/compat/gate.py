@@ -18,7 +18,7 @@ from ..registration import RegisterResult, register_release
 from ..schema import ModelSchema
 from ..store import Registry
 from ..versioning import parse_version
-from .engine import check_against_newest, check_release
+from .engine import check_against_newest, check_release, renames_of
 from .findings import Report
 from .sources import ReleaseLine, ReleaseSource
 
@@ -73,9 +73,9 @@ def check_line(
         same_version = parse_version(schema.version) == newest.parsed_version or schema.version == newest.version
         fingerprint = schema.fingerprint if same_version else None
         return check_against_newest(schema.model, newest, line.lineage, package, schema.version, fingerprint,
-                                    file_prefix=file_prefix)
+                                    file_prefix=file_prefix, renames=renames_of(schema.to_dict()))
     return check_release(schema.model, line.load_all(), package, schema.version, schema.fingerprint,
-                         against=against, file_prefix=file_prefix)
+                         against=against, file_prefix=file_prefix, renames=renames_of(schema.to_dict()))
 
 
 class ReleaseGate:
