@@ -18,6 +18,8 @@ import click
 from .errors import EXIT_FAILED, EXIT_FINDINGS, UsageError
 
 if TYPE_CHECKING:
+    from .compat.findings import Report
+    from .policy import Policy
     from .schema import ModelSchema
     from .store import Registry
     from .transfer import Moved
@@ -26,10 +28,23 @@ if TYPE_CHECKING:
 # The protoreg group puts the global options on ctx.obj as {"db_url": ..., "protos_dir": ...}.
 
 
+def policy_of(ctx: click.Context) -> Policy:
+    """The project's ``[tool.protoreg]`` (read once per command; an unknown key is an error)."""
+    from .policy import load_policy
+
+    obj = ctx.find_root().obj
+    if obj is None:
+        return load_policy()
+    if "policy" not in obj:
+        obj["policy"] = load_policy()
+    policy: Policy = obj["policy"]
+    return policy
+
+
 def db_url(ctx: click.Context) -> str | None:
-    """``--db`` (or ``$PROTOREG_DB``); None means the default registry."""
+    """``--db`` (or ``$PROTOREG_DB``, or ``db`` under ``[tool.protoreg]``); None means the default."""
     obj = ctx.find_root().obj or {}
-    url: str | None = obj.get("db_url")
+    url: str | None = obj.get("db_url") or policy_of(ctx).db
     return url
 
 
@@ -57,12 +72,20 @@ def where(ctx: click.Context) -> str:
 model_refs_argument = click.argument("model_refs", nargs=-1, metavar="MODEL_REF...")
 
 
-def schemas_of(model_refs: tuple[str, ...], all_models: bool) -> list[ModelSchema]:
-    """The schema trees of the named models (every entry-point model with ``--all``)."""
+def schemas_of(model_refs: tuple[str, ...], all_models: bool, policy: Policy | None = None) -> list[ModelSchema]:
+    """The schema trees of the named models; ``--all`` adds the policy's ``models`` (every
+    entry-point model when it names none)."""
     from .loader import load_models
     from .schema import extract_schema
 
-    return [extract_schema(m) for m in load_models(model_refs, all_models)]
+    refs = list(model_refs)
+    if all_models and policy is not None and policy.models is not None:
+        if not policy.models and not refs:
+            raise UsageError(f"--all covers the models listed under [tool.protoreg] in {policy.source}, and it "
+                             "lists none; add MODEL_REFs to its models key")
+        refs += [m for m in policy.models if m not in refs]
+        all_models = False
+    return [extract_schema(m) for m in load_models(refs, all_models)]
 
 
 # -- register ------------------------------------------------------------------------------
@@ -70,9 +93,10 @@ def schemas_of(model_refs: tuple[str, ...], all_models: bool) -> list[ModelSchem
 
 @click.command()
 @model_refs_argument
-@click.option("--all", "all_models", is_flag=True, help="Register every entry-point model.")
+@click.option("--all", "all_models", is_flag=True,
+              help="Register the models listed under [tool.protoreg] (default: every entry-point model).")
 @click.option("--dry-run", is_flag=True, help="Show what would be allocated; change nothing.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github", "junit"]), default="text",
               show_default=True, help="Format of the compatibility findings.")
 @click.pass_context
 def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, dry_run: bool,
@@ -89,18 +113,27 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
     from .crosscheck import refuse_unknown_releases
     from .render import render_tree, write_tree
 
-    schemas = schemas_of(model_refs, all_models)
+    policy = policy_of(ctx)
+    schemas = schemas_of(model_refs, all_models, policy)
     root = protos_dir(ctx)
-    human = fmt == "text"  # with json or github, stdout carries only the findings; the rest goes to stderr
+    human = fmt == "text"  # with json, github or junit, stdout carries only the findings; the rest goes to stderr
+    junit: list[Report] = []  # one XML document for every model
+
+    def emit(report: Report) -> None:
+        if fmt == "junit":
+            junit.append(report)
+        else:
+            click.echo(format_reports([report], fmt))
     with open_from(ctx, write=True) as registry:
         refuse_unknown_releases(registry, root, where(ctx), [s.model for s in schemas])
-        outcomes = [register_checked(registry, s, dry_run=dry_run, file_prefix=str(root)) for s in schemas]
+        outcomes = [register_checked(registry, s, dry_run=dry_run, file_prefix=str(root), policy=policy)
+                    for s in schemas]
         written = [] if dry_run else write_tree(root, render_tree(registry.served_packages()))
     for outcome in outcomes:
         schema, result, report = outcome.schema, outcome.result, outcome.report
         if result is None:
             assert report is not None, "a refused registration carries the gate's report"
-            click.echo(format_reports([report], fmt))
+            emit(report)
             click.echo(f"{schema.model} {schema.version}: refused; nothing was registered", err=True)
             continue
         if result.status == "unchanged":
@@ -114,7 +147,9 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
         if not result.changes:
             click.echo("  no field or enum value changed", err=not human)
         if report is not None and (report.findings or not human):
-            click.echo(format_reports([report], fmt))
+            emit(report)
+    if junit:
+        click.echo(format_reports(junit, fmt))
     for path in written:
         click.echo(f"wrote {root / path}", err=not human)
     if any(o.refused for o in outcomes):

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..commands import model_refs_argument, open_from, protos_dir, schemas_of, where
+from ..commands import model_refs_argument, open_from, policy_of, protos_dir, schemas_of, where
 from ..errors import EXIT_FINDINGS, UsageError
 from .findings import CATEGORIES, FORMATS, Report, format_reports
 from .rules import RULES, Rule
@@ -41,7 +41,8 @@ def _emit(reports: list[Report], fmt: str) -> None:
 
 @click.command()
 @model_refs_argument
-@click.option("--all", "all_models", is_flag=True, help="Check every entry-point model.")
+@click.option("--all", "all_models", is_flag=True,
+              help="Check the models listed under [tool.protoreg] (default: every entry-point model).")
 @click.option("--against", metavar="VERSION", help="Compare with this release instead of the newest.")
 @_format_option
 @click.pass_context
@@ -55,14 +56,16 @@ def check(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, aga
     from ..crosscheck import new_model_note, refuse_unknown_releases
     from .gate import check_schema
 
-    schemas = schemas_of(model_refs, all_models)
+    policy = policy_of(ctx)
+    schemas = schemas_of(model_refs, all_models, policy)
     if against is not None and len(schemas) > 1:
         raise UsageError("--against names one version of one model; check one MODEL_REF at a time with it")
     root = protos_dir(ctx)
     with open_from(ctx) as registry:
         refuse_unknown_releases(registry, root, where(ctx), [s.model for s in schemas])
         new = {s.model for s in schemas if registry.release_line(s.model) is None}
-        reports = [check_schema(registry, s, against=against, file_prefix=str(root)) for s in schemas]
+        reports = [check_schema(registry, s, against=against, file_prefix=str(root), policy=policy)
+                   for s in schemas]
     reports = [replace(r, note=new_model_note(r.model, r.declared_version or "", where(ctx), root))
                if r.model in new else r for r in reports]
     _emit(reports, fmt)
@@ -88,7 +91,7 @@ def diff(ctx: click.Context, model: str, v1: str, v2: str, fmt: str) -> None:
         releases = registry.releases(model)
         first, second = registry.release(model, v1), registry.release(model, v2)
     report = diff_releases(releases, first, second, file_prefix=str(protos_dir(ctx)))
-    _emit([report], fmt)
+    _emit([policy_of(ctx).apply(report)], fmt)
 
 
 # -- breaking ------------------------------------------------------------------------------
@@ -115,7 +118,8 @@ def diff(ctx: click.Context, model: str, v1: str, v2: str, fmt: str) -> None:
     "includes both, as in buf. Default: every rule.",
 )
 @_format_option
-def breaking(new: Path, against: tuple[Path, ...], categories: tuple[str, ...], fmt: str) -> None:
+@click.pass_context
+def breaking(ctx: click.Context, new: Path, against: tuple[Path, ...], categories: tuple[str, ...], fmt: str) -> None:
     """Compare any two protobuf APIs (directories of .proto files or FileDescriptorSet files).
 
     Fields pair by number, directions come from the services. Exit 100 when a change breaks
@@ -136,7 +140,7 @@ def breaking(new: Path, against: tuple[Path, ...], categories: tuple[str, ...], 
         history_labels=[str(p) for p in against[:-1]],
         file_prefix=str(new) if new.is_dir() else "",
     )
-    _emit([report], fmt)
+    _emit([policy_of(ctx).apply(report)], fmt)
 
 
 # -- rules ---------------------------------------------------------------------------------
