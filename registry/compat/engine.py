@@ -97,6 +97,9 @@ def _run(subject: Subject, pair: Pair, categories: frozenset[str] | None) -> Ite
                 after=hit.after,
                 required_bump=rule.bump(pair.direction),
                 file=pair.file,
+                # The new tree's line (of the element, or of what holds it when it is gone): the
+                # old tree's lines would point into a file the change no longer has.
+                line=pair.after_view.line_of(pair.path) if pair.file in pair.after_view.file_packages else None,
             )
 
 
