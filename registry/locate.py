@@ -17,13 +17,15 @@ import enum
 import inspect
 import os
 import textwrap
+from collections.abc import Iterable
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
 from .compat.findings import Report
 from .naming import enum_value_name
-from .schema import SchemaOrigins
+from .schema import ModelSchema, SchemaOrigins
+from .textstore import SUFFIX
 from .typemap import enum_members
 
 Location = tuple[str, int]
@@ -137,3 +139,32 @@ def _declarations(source: str) -> dict[str, int]:
 
 def _declaration(source: str, name: str) -> int | None:
     return _declarations(source).get(name)
+
+
+def source_files(origins: SchemaOrigins) -> set[Path]:
+    """The ``.py`` files that declare a model: its class and every class of its schema."""
+    classes = [origins.model, *origins.messages.values(), *(e for e in origins.enums.values() if isinstance(e, type))]
+    files = set()
+    for cls in classes:
+        if cls is None:
+            continue
+        for owner in getattr(cls, "__mro__", (cls,)):
+            found = _class_source(owner) if owner is not object else None
+            if found is not None:
+                files.add(Path(found[0]))
+    return files
+
+
+def touched_by(schema: ModelSchema, changed: Iterable[str], protos: Path, db: str | None,
+               policy_file: Path | None) -> bool:
+    """Whether any of the ``changed`` files (as pre-commit passes them) concerns the model of ``schema``:
+    its Python source, its text-form registry file, its rendered protos, or the policy itself."""
+    paths = {Path(c).resolve() for c in changed}
+    if policy_file is not None and policy_file.resolve() in paths:
+        return True
+    if paths & {p.resolve() for p in source_files(schema.origins)}:
+        return True
+    model_protos = (protos / schema.model).resolve()
+    if any(p == model_protos or model_protos in p.parents for p in paths):
+        return True
+    return db is not None and "://" not in db and (Path(db) / f"{schema.model}{SUFFIX}").resolve() in paths

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..commands import model_refs_argument, open_from, policy_of, protos_dir, schemas_of, where
+from ..commands import db_url, model_refs_argument, open_from, policy_of, protos_dir, schemas_of, where
 from ..errors import EXIT_FINDINGS, UsageError
 from .findings import CATEGORIES, FORMATS, Report, format_reports
 from .rules import RULES, Rule
@@ -44,20 +44,34 @@ def _emit(reports: list[Report], fmt: str) -> None:
 @click.option("--all", "all_models", is_flag=True,
               help="Check the models listed under [tool.protoreg] (default: every entry-point model).")
 @click.option("--against", metavar="VERSION", help="Compare with this release instead of the newest.")
+@click.option("--changed", is_flag=True,
+              help="The arguments are changed files (as pre-commit passes them), not MODEL_REFs: check the "
+                   "models of --all whose source, registry file or rendered protos are among them.")
 @_format_option
 @click.pass_context
-def check(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, against: str | None, fmt: str) -> None:
+def check(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, against: str | None, changed: bool,
+          fmt: str) -> None:
     """Check that each model's declared version bump is big enough for what changed.
 
     The installed model is numbered against the registry's history (nothing is written) and
     compared with the newest release (or --against VERSION) and, for reused numbers and names,
-    with every release ever registered. Exit 100 when a finding needs a bigger bump.
+    with every release ever registered. Exit 100 when a finding needs a bigger bump; exit 1 when
+    proto_versions/ was rendered from releases the registry does not have (a wrong --db).
     """
     from ..crosscheck import new_model_note, refuse_unknown_releases
     from .gate import check_schema
 
     policy = policy_of(ctx)
-    schemas = schemas_of(model_refs, all_models, policy)
+    if changed:
+        from ..locate import touched_by
+
+        candidates = schemas_of((), True, policy)
+        schemas = [s for s in candidates if touched_by(s, model_refs, protos_dir(ctx), db_url(ctx), policy.source)]
+        if not schemas:
+            click.echo(f"no model is touched by the {len(model_refs)} changed files; nothing to check")
+            return
+    else:
+        schemas = schemas_of(model_refs, all_models, policy)
     if against is not None and len(schemas) > 1:
         raise UsageError("--against names one version of one model; check one MODEL_REF at a time with it")
     root = protos_dir(ctx)
