@@ -196,7 +196,8 @@ class _Reader:
     def fail(self, number: int, problem: str) -> TextFormError:
         return TextFormError(
             f"{self.where}:{number} {problem}; the text form is written by protoreg only: restore the file "
-            "from git (after a merge, keep one branch's version and run `protoreg register` again for the other)"
+            "from git (if a merge conflicted here, two branches registered releases of this model: keep one "
+            "branch's file and run `protoreg register` again for the other's release)"
         )
 
     def peek(self) -> _Line | None:

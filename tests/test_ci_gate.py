@@ -5,7 +5,7 @@ directory, a class serve could not create, and unknown keys under a field's prot
 
 from __future__ import annotations
 
-from tests.project_support import Project, project  # noqa: F401
+from tests.project_support import Project
 
 REF = "shop.models:ShopModel"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from xml.etree import ElementTree
 
-from tests.project_support import Project, project  # noqa: F401
+from tests.project_support import Project
 
 REF = "shop.models:ShopModel"
 RENAMED = 'full_name: str = Field(json_schema_extra={"protoreg": {"renamed_from": "name"}})'
@@ -83,7 +83,7 @@ def test_an_exception_needs_a_reason_and_every_report_prints_it(project: Project
                                    "reason": reason, "matched": 1}]
     assert data["findings"][0]["waived"].endswith(reason) and data["passed"]
     github = project.cli("check", REF, "--format", "github").output
-    assert f"::notice title=protoreg exception FIELD_REMOVED::exception FIELD_REMOVED" in github
+    assert "::notice title=protoreg exception FIELD_REMOVED::exception FIELD_REMOVED" in github
     assert reason in github
     junit = ElementTree.fromstring(project.cli("check", REF, "--format", "junit").output)
     assert reason in junit.find("testsuite/properties/property").get("value")  # type: ignore[union-attr]

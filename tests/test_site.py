@@ -18,10 +18,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from protoreg.registry.database import open_registry
 from protoreg.registry.ledger import build_ledger
 from protoreg.registry.site.data import ALL_PAIRS_UP_TO, diff_pairs, json_name, site_data
 from protoreg.registry.site.pages import load_site_data, render_site, write_site
-from protoreg.registry.database import open_registry
 from tests.site_support import VERSIONS, invoke, site_registry  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent

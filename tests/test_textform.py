@@ -4,7 +4,6 @@ PostgreSQL and the text form (all or nothing, conflicts refused), byte-identical
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +14,7 @@ from protoreg.registry.records import ModelRecord
 from protoreg.registry.store import Base
 from protoreg.registry.textform import TextFormError, format_model, parse_model
 from protoreg.registry.textstore import MARKER, TextRegistry
-from tests.project_support import Project, project  # noqa: F401
+from tests.project_support import Project
 
 SHOP_EXTRA = '''
 
