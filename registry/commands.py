@@ -307,7 +307,7 @@ def _describe_moves(moves: list[Moved], target: str) -> None:
 
 @click.command()
 @click.argument("models", nargs=-1, metavar="[MODEL...]")
-@click.option("--to", "target", required=True, metavar="DIR|URL",
+@click.option("--to", "target", required=True, metavar="TARGET",
               help="A directory for the text form (created if needed), a database URL, or - to print the text "
                    "form on stdout.")
 @click.pass_context
