@@ -21,14 +21,9 @@ from .naming import MODEL_NAME, read_release_header
 
 
 class KnowsReleases(Protocol):
-    """The one question asked of a registry: which versions of a model it holds."""
+    """The one question asked of a registry: which versions of a model it holds (None: no such model)."""
 
-    def release_line(self, model: str) -> _Line | None: ...
-
-
-class _Line(Protocol):
-    @property
-    def versions(self) -> tuple[str, ...]: ...
+    def versions(self, model: str) -> tuple[str, ...] | None: ...
 
 
 class UnknownReleaseError(ProtoregError):
@@ -70,8 +65,7 @@ def unknown_releases(registry: KnowsReleases, root: Path, models: Iterable[str] 
     known: dict[str, tuple[str, ...]] = {}
     for committed in committed_releases(root, models):
         if committed.model not in known:
-            line = registry.release_line(committed.model)
-            known[committed.model] = line.versions if line is not None else ()
+            known[committed.model] = registry.versions(committed.model) or ()
         if committed.version not in known[committed.model]:
             unknown.append(committed)
     return unknown

@@ -341,6 +341,13 @@ class Registry:
                         items.add((r.scope_kind, r.scope_name, str(ir.ReservedRange(r.number_start, r.number_end))))
         return out
 
+    def versions(self, model: str) -> tuple[str, ...] | None:
+        """The versions of ``model``'s releases in registration order (None when it is not registered);
+        one query on the covering index, no snapshot read."""
+        with self._session() as session:
+            model_id = session.scalar(select(ModelRow.id).where(ModelRow.name == model))
+            return None if model_id is None else tuple(v for _, v in _versions(session, model_id))
+
     def model_record(self, model: str) -> ModelRecord:
         """Everything the registry holds about ``model``, as plain data (see :mod:`protoreg.registry.records`)."""
         with self._session() as session:

@@ -174,6 +174,10 @@ class TextRegistry(Registry):
         self._ensure([model])
         return super().reservations(model)
 
+    def versions(self, model: str) -> tuple[str, ...] | None:
+        self._ensure([model])
+        return super().versions(model)
+
     def model_record(self, model: str) -> ModelRecord:
         self._ensure([model])
         return super().model_record(model)

@@ -77,11 +77,11 @@ def check(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, aga
     root = protos_dir(ctx)
     with open_from(ctx) as registry:
         refuse_unknown_releases(registry, root, where(ctx), [s.model for s in schemas])
-        new = {s.model for s in schemas if registry.release_line(s.model) is None}
         reports = [check_schema(registry, s, against=against, file_prefix=str(root), policy=policy)
                    for s in schemas]
+    # No baseline: the registry has no release of the model (and the tree none, or it stopped above).
     reports = [replace(r, note=new_model_note(r.model, r.declared_version or "", where(ctx), root))
-               if r.model in new else r for r in reports]
+               if r.baseline_version is None else r for r in reports]
     _emit(reports, fmt)
 
 
