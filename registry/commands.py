@@ -1,4 +1,5 @@
-"""The registry commands: ``register``, ``history``, ``fields``, ``render`` and ``verify``.
+"""The registry commands: ``register``, ``history``, ``fields``, ``render``, ``verify``, ``export`` and
+``import``.
 
 Each parses its arguments, calls one library function and formats the result; user errors are
 :class:`~protoreg.registry.errors.ProtoregError`\\s, which the ``protoreg`` group (``protoreg/cli.py``, where
@@ -17,17 +18,33 @@ import click
 from .errors import EXIT_FAILED, EXIT_FINDINGS, UsageError
 
 if TYPE_CHECKING:
+    from .compat.findings import Report
+    from .policy import Policy
     from .schema import ModelSchema
     from .store import Registry
+    from .transfer import Moved
 
 # -- shared by every command module ---------------------------------------------------------
 # The protoreg group puts the global options on ctx.obj as {"db_url": ..., "protos_dir": ...}.
 
 
+def policy_of(ctx: click.Context) -> Policy:
+    """The project's ``[tool.protoreg]`` (read once per command; an unknown key is an error)."""
+    from .policy import load_policy
+
+    obj = ctx.find_root().obj
+    if obj is None:
+        return load_policy()
+    if "policy" not in obj:
+        obj["policy"] = load_policy()
+    policy: Policy = obj["policy"]
+    return policy
+
+
 def db_url(ctx: click.Context) -> str | None:
-    """``--db`` (or ``$PROTOREG_DB``); None means the default registry."""
+    """``--db`` (or ``$PROTOREG_DB``, or ``db`` under ``[tool.protoreg]``); None means the default."""
     obj = ctx.find_root().obj or {}
-    url: str | None = obj.get("db_url")
+    url: str | None = obj.get("db_url") or policy_of(ctx).db
     return url
 
 
@@ -37,21 +54,38 @@ def protos_dir(ctx: click.Context) -> Path:
     return Path(obj.get("protos_dir") or "proto_versions")
 
 
-def open_from(ctx: click.Context) -> Registry:
-    from .database import open_registry
+def open_from(ctx: click.Context, *, write: bool = False) -> Registry:
+    """The registry ``--db`` names (a database or a text-form directory); ``write`` for commands
+    that change it (only those may create one)."""
+    from .textstore import open_location
 
-    return open_registry(db_url(ctx))
+    return open_location(db_url(ctx), write=write)
+
+
+def where(ctx: click.Context) -> str:
+    """The registry ``--db`` names, as messages name it."""
+    from .textstore import describe_location
+
+    return describe_location(db_url(ctx))
 
 
 model_refs_argument = click.argument("model_refs", nargs=-1, metavar="MODEL_REF...")
 
 
-def schemas_of(model_refs: tuple[str, ...], all_models: bool) -> list[ModelSchema]:
-    """The schema trees of the named models (every entry-point model with ``--all``)."""
+def schemas_of(model_refs: tuple[str, ...], all_models: bool, policy: Policy | None = None) -> list[ModelSchema]:
+    """The schema trees of the named models; ``--all`` adds the policy's ``models`` (every
+    entry-point model when it names none)."""
     from .loader import load_models
     from .schema import extract_schema
 
-    return [extract_schema(m) for m in load_models(model_refs, all_models)]
+    refs = list(model_refs)
+    if all_models and policy is not None and policy.models is not None:
+        if not policy.models and not refs:
+            raise UsageError(f"--all covers the models listed under [tool.protoreg] in {policy.source}, and it "
+                             "lists none; add MODEL_REFs to its models key")
+        refs += [m for m in policy.models if m not in refs]
+        all_models = False
+    return [extract_schema(m) for m in load_models(refs, all_models)]
 
 
 # -- register ------------------------------------------------------------------------------
@@ -59,9 +93,10 @@ def schemas_of(model_refs: tuple[str, ...], all_models: bool) -> list[ModelSchem
 
 @click.command()
 @model_refs_argument
-@click.option("--all", "all_models", is_flag=True, help="Register every entry-point model.")
+@click.option("--all", "all_models", is_flag=True,
+              help="Register the models listed under [tool.protoreg] (default: every entry-point model).")
 @click.option("--dry-run", is_flag=True, help="Show what would be allocated; change nothing.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github", "junit"]), default="text",
               show_default=True, help="Format of the compatibility findings.")
 @click.pass_context
 def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, dry_run: bool,
@@ -75,19 +110,30 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
     """
     from .compat.findings import format_reports
     from .compat.gate import register_checked
+    from .crosscheck import refuse_unknown_releases
     from .render import render_tree, write_tree
 
-    schemas = schemas_of(model_refs, all_models)
+    policy = policy_of(ctx)
+    schemas = schemas_of(model_refs, all_models, policy)
     root = protos_dir(ctx)
-    human = fmt == "text"  # with json or github, stdout carries only the findings; the rest goes to stderr
-    with open_from(ctx) as registry:
-        outcomes = [register_checked(registry, s, dry_run=dry_run, file_prefix=str(root)) for s in schemas]
+    human = fmt == "text"  # with json, github or junit, stdout carries only the findings; the rest goes to stderr
+    junit: list[Report] = []  # one XML document for every model
+
+    def emit(report: Report) -> None:
+        if fmt == "junit":
+            junit.append(report)
+        else:
+            click.echo(format_reports([report], fmt))
+    with open_from(ctx, write=True) as registry:
+        refuse_unknown_releases(registry, root, where(ctx), [s.model for s in schemas])
+        outcomes = [register_checked(registry, s, dry_run=dry_run, file_prefix=str(root), policy=policy)
+                    for s in schemas]
         written = [] if dry_run else write_tree(root, render_tree(registry.served_packages()))
     for outcome in outcomes:
         schema, result, report = outcome.schema, outcome.result, outcome.report
         if result is None:
             assert report is not None, "a refused registration carries the gate's report"
-            click.echo(format_reports([report], fmt))
+            emit(report)
             click.echo(f"{schema.model} {schema.version}: refused; nothing was registered", err=True)
             continue
         if result.status == "unchanged":
@@ -101,7 +147,9 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
         if not result.changes:
             click.echo("  no field or enum value changed", err=not human)
         if report is not None and (report.findings or not human):
-            click.echo(format_reports([report], fmt))
+            emit(report)
+    if junit:
+        click.echo(format_reports(junit, fmt))
     for path in written:
         click.echo(f"wrote {root / path}", err=not human)
     if any(o.refused for o in outcomes):
@@ -174,7 +222,12 @@ def fields(ctx: click.Context, model: str, version: str | None, fmt: str) -> Non
               help="Render one registered release (with --out).")
 @click.pass_context
 def render(ctx: click.Context, check: bool, out_dir: Path | None, release_ref: str | None) -> None:
-    """Render proto_versions/ from the registry (the newest release of each major line)."""
+    """Render proto_versions/ from the registry (the newest release of each major line).
+
+    With --check, a file whose header names a release the registry does not have is an error
+    too: the tree was rendered from another registry (a wrong --db).
+    """
+    from .crosscheck import refuse_unknown_releases
     from .render import diff_tree, render_tree, write_tree
 
     root = out_dir or protos_dir(ctx)
@@ -188,6 +241,8 @@ def render(ctx: click.Context, check: bool, out_dir: Path | None, release_ref: s
             packages = [registry.release(model, version).package]
         else:
             packages = registry.served_packages()
+        if check and release_ref is None:
+            refuse_unknown_releases(registry, root, where(ctx))
     files = render_tree(packages)
     if check:
         diff = diff_tree(root, files)
@@ -236,4 +291,68 @@ def verify(ctx: click.Context, fmt: str) -> None:
         ctx.exit(EXIT_FAILED)
 
 
-COMMANDS = (register, history, fields, render, verify)
+# -- export and import ---------------------------------------------------------------------
+
+
+def _describe_moves(moves: list[Moved], target: str) -> None:
+    for moved in moves:
+        if moved.outcome == "unchanged":
+            click.echo(f"{moved.model}: already in {target}, unchanged")
+        else:
+            verb = "added" if moved.outcome == "added" else "extended"
+            click.echo(f"{moved.model}: {verb} ({', '.join(moved.versions)})")
+    written = sum(1 for m in moves if m.outcome != "unchanged")
+    click.echo(f"{written} of {len(moves)} models written to {target}")
+
+
+@click.command()
+@click.argument("models", nargs=-1, metavar="[MODEL...]")
+@click.option("--to", "target", required=True, metavar="TARGET",
+              help="A directory for the text form (created if needed), a database URL, or - to print the text "
+                   "form on stdout.")
+@click.pass_context
+def export(ctx: click.Context, models: tuple[str, ...], target: str) -> None:
+    """Copy the registry, or the named models, to the text form or to another database.
+
+    Reads --db and writes TARGET in one transaction, as `protoreg import` does: a model TARGET
+    lacks is added, one it holds with the same releases is left alone, one whose releases in
+    TARGET are the first of --db's gets the rest; anything else is refused and nothing is written.
+    """
+    from .textform import format_model
+    from .textstore import describe_location, open_location
+    from .transfer import transfer
+
+    with open_from(ctx) as source:
+        if target == "-":
+            names = list(dict.fromkeys(models)) or source.model_names()
+            for name in names:
+                click.echo(format_model(source.model_record(name)), nl=False)
+            return
+        with open_location(target, write=True) as destination:
+            moves = transfer(source, destination, models, source_name=where(ctx),
+                             target_name=describe_location(target))
+    _describe_moves(moves, describe_location(target))
+
+
+@click.command("import")
+@click.argument("source_url", metavar="SOURCE")
+@click.argument("models", nargs=-1, metavar="[MODEL...]")
+@click.pass_context
+def import_registry(ctx: click.Context, source_url: str, models: tuple[str, ...]) -> None:
+    """Copy every model (or the named ones) of SOURCE, a text-form directory or a database URL, into --db.
+
+    One transaction: a model --db lacks is added, one it holds with the same releases is left
+    alone, one whose releases in --db are the first of SOURCE's gets the rest. Any other
+    difference is a conflict: the import is refused and nothing is written. Creates --db when it
+    does not exist.
+    """
+    from .textstore import describe_location, open_location
+    from .transfer import transfer
+
+    with open_location(source_url) as source, open_from(ctx, write=True) as destination:
+        moves = transfer(source, destination, models, source_name=describe_location(source_url),
+                         target_name=where(ctx))
+    _describe_moves(moves, where(ctx))
+
+
+COMMANDS = (register, history, fields, render, verify, export, import_registry)

@@ -209,6 +209,10 @@ class Package:
     features: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False, hash=False)
     """Message or enum name -> resolved feature (``json_format``, ``enum_type``) -> value name; read
     from descriptors (``protoreg breaking``), empty for registry releases (always proto3)."""
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False)
+    """Element name (``Order``, ``Order.id``, ``Status.STATUS_OK``, ``OrderService.Get``) -> its
+    1-based line in the ``.proto`` file, from protoc's source info (``protoreg breaking``); empty
+    for registry releases."""
 
     @property
     def major(self) -> int:

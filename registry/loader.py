@@ -9,6 +9,13 @@ weights; a class that only offers abstract-style properties is instantiated as a
 A model may also define ``predict_batch(inputs: list[Input]) -> list[Output]`` (same order, same
 length), which the server calls once for many concurrent requests. When present it must be
 callable, and its annotations, where given, must name the model's own input and output schemas.
+A model class must be one ``protoreg serve`` can create without arguments: one that leaves an
+abstract method (``ml-base``'s abstract ``__init__``) or needs constructor arguments is refused
+here, so ``check`` and ``register`` say so instead of ``serve`` finding out.
+
+A ``module:Class`` ref is imported with the current directory on ``sys.path`` (as uvicorn and
+pytest do), so a model next to the project needs no ``PYTHONPATH``. protoreg's own code is
+imported as ``protoreg.*``, so a project's ``service`` or ``registry`` package cannot shadow it.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from __future__ import annotations
 import collections.abc
 import importlib
 import inspect
+import os
 import re
+import sys
 import typing
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -89,7 +98,39 @@ def model_metadata(model: Any) -> ModelMetadata:
     problem = batch_problem(model, meta)
     if problem:
         raise ModelLoadError(f'"{_ref_name(model)}".predict_batch {problem}')
+    problem = instantiation_problem(model)
+    if problem:
+        raise ModelLoadError(f'Model class "{_ref_name(model)}" {problem}')
     return meta
+
+
+def instantiation_problem(model: Any) -> str | None:
+    """Why ``protoreg serve`` could not create ``model()`` (None for an instance, or a class it can).
+
+    Read from the class alone: creating it would load the model's weights.
+    """
+    if not isinstance(model, type):
+        return None
+    abstract = sorted(getattr(model, "__abstractmethods__", ()))
+    if abstract:
+        owners = {
+            name: next((f"{c.__module__}.{c.__qualname__}" for c in model.__mro__
+                        if getattr(c.__dict__.get(name), "__isabstractmethod__", False)), "a base class")
+            for name in abstract
+        }
+        listed = ", ".join(f"{name} (abstract in {owner})" for name, owner in owners.items())
+        return (f"cannot be instantiated, so protoreg serve could not create it: it does not define {listed}; "
+                "define them in the class (for ml-base's MLModel, an __init__ that loads the model)")
+    try:
+        signature = inspect.signature(model)
+    except (TypeError, ValueError):  # a builtin or C-level constructor: nothing to read
+        return None
+    required = [p.name for p in signature.parameters.values()
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if required:
+        return (f"cannot be created without arguments ({', '.join(required)}), and protoreg serve creates it "
+                "as Class(); give them defaults, or read them from the environment or a file in __init__")
+    return None
 
 
 _SEQUENCES = (list, collections.abc.Sequence, collections.abc.Iterable, collections.abc.Collection)
@@ -163,6 +204,7 @@ def load_model(ref: str) -> Any:
     """Resolve a MODEL_REF (``module:Class`` or an entry-point name) to a model class."""
     if ":" in ref:
         module_name, _, attr = ref.partition(":")
+        _import_from_current_directory()
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
@@ -190,6 +232,14 @@ def load_model(ref: str) -> Any:
         raise ModelLoadError(f'Entry point "{ref}" failed to load: {type(error).__name__}: {error}') from error
     model_metadata(target)
     return target
+
+
+def _import_from_current_directory() -> None:
+    """Put the current directory first on ``sys.path`` for ``module:Class`` refs, as uvicorn does."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+        importlib.invalidate_caches()
 
 
 def model_refs(refs: tuple[str, ...] | list[str], all_models: bool = False) -> list[str]:

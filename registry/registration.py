@@ -61,36 +61,34 @@ def _register_once(
     with registry.transaction() as tx:
         model_id = tx.lock_model(schema.model, schema.display_name, schema.description, create=not dry_run)
         crash_point("locked")
-        if model_id is not None:
-            existing = tx.release(model_id, schema.model, schema.version)
-            if existing is not None:
-                return _same_version_again(schema, existing)
+        existing = tx.release(model_id, schema.model, schema.version) if model_id is not None else None
+        if existing is not None and existing.fingerprint == schema.fingerprint:
+            return RegisterResult("unchanged", schema.model, schema.version, existing.package, (), existing)
         line = tx.release_line(model_id, schema.model) if model_id is not None else _no_releases(schema)
         newest = line.newest
+        numbered = allocate_numbers(tx.history(model_id) if model_id is not None else History(), schema)
+        crash_point("numbered")
+        if gate is not None:
+            # Before the version checks below: a forgotten bump (the same version with another
+            # schema) or a version that goes backwards is a finding of the gate, so ``register``
+            # refuses it exactly as ``check`` does (exit 100), with the report that says why.
+            gate(line, numbered, schema)
+        if existing is not None:
+            raise ReleaseConflictError(
+                f"{schema.model} {schema.version} is already registered with a different schema; "
+                f"a release is immutable, so bump the version (see: protoreg check {schema.model})"
+            )
         if newest is not None and version < newest.parsed_version:
             raise VersionError(
                 f"{schema.model} {schema.version} is lower than the newest release "
                 f"{newest.version}; versions only go forward, so choose a version above "
                 f"{newest.version}"
             )
-        numbered = allocate_numbers(tx.history(model_id) if model_id is not None else History(), schema)
-        crash_point("numbered")
-        if gate is not None:
-            gate(line, numbered, schema)
         if dry_run or model_id is None:
             return RegisterResult("planned", schema.model, schema.version, numbered.package, numbered.changes, newest)
         _write(tx, model_id, schema, version, numbered, line.lineage)
         crash_point("before_commit")
         return RegisterResult("created", schema.model, schema.version, numbered.package, numbered.changes, newest)
-
-
-def _same_version_again(schema: ModelSchema, existing: ReleaseInfo) -> RegisterResult:
-    if existing.fingerprint == schema.fingerprint:
-        return RegisterResult("unchanged", schema.model, schema.version, existing.package, (), existing)
-    raise ReleaseConflictError(
-        f"{schema.model} {schema.version} is already registered with a different schema; "
-        f"a release is immutable, so bump the version (see: protoreg check {schema.model})"
-    )
 
 
 def _no_releases(schema: ModelSchema) -> ReleaseLine:

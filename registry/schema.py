@@ -14,13 +14,15 @@ them: ``Enum`` and ``Literal`` of strings -> enum; nested ``BaseModel`` -> messa
 
 from __future__ import annotations
 
+import difflib
 import enum
 import hashlib
 import inspect
 import json
 import types
 import typing
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import BaseModel
@@ -86,6 +88,17 @@ class EnumSpec:
 
 
 @dataclass(frozen=True)
+class SchemaOrigins:
+    """Where a schema's parts come from in Python: the model class, the pydantic class of each
+    message, and the ``Enum`` class of each enum (``(message, field)`` for a ``Literal``). Not part
+    of the schema (nor of its fingerprint): ``check`` uses it to point findings at source lines."""
+
+    model: type | None = None
+    messages: Mapping[str, type] = field(default_factory=dict)
+    enums: Mapping[str, type | tuple[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ModelSchema:
     """What a model declares, ready to be numbered. Messages and enums are in a stable order."""
 
@@ -95,6 +108,7 @@ class ModelSchema:
     version: str
     messages: tuple[MessageSpec, ...]
     enums: tuple[EnumSpec, ...]
+    origins: SchemaOrigins = field(default_factory=SchemaOrigins, compare=False, repr=False)
 
     def message(self, name: str) -> MessageSpec | None:
         return next((m for m in self.messages if m.name == name), None)
@@ -103,7 +117,9 @@ class ModelSchema:
         return next((e for e in self.enums if e.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(replace(self, origins=SchemaOrigins()))
+        del data["origins"]
+        return data
 
     @property
     def fingerprint(self) -> str:
@@ -142,13 +158,25 @@ def split_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _protoreg_extra(info: FieldInfo) -> dict[str, Any]:
+FIELD_KEYS = ("type", "renamed_from")
+"""The keys a field may set under ``json_schema_extra={"protoreg": {...}}``."""
+
+
+def _protoreg_extra(info: FieldInfo, fail: Any, path: str) -> dict[str, Any]:
     extra = info.json_schema_extra
-    if isinstance(extra, dict):
-        value = extra.get("protoreg")
-        if isinstance(value, dict):
-            return value
-    return {}
+    if not isinstance(extra, dict) or "protoreg" not in extra:
+        return {}
+    value = extra["protoreg"]
+    if not isinstance(value, dict):
+        raise fail(path, f'json_schema_extra["protoreg"] must be a dict with the keys {", ".join(FIELD_KEYS)}, '
+                         f"not {type(value).__name__}")
+    for key in value:
+        if key not in FIELD_KEYS:
+            close = difflib.get_close_matches(str(key), FIELD_KEYS, n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            raise fail(path, f'unknown key "{key}" in json_schema_extra["protoreg"]{hint}; the known keys are '
+                             f"{', '.join(FIELD_KEYS)}")
+    return value
 
 
 class _Extractor:
@@ -320,7 +348,7 @@ class _Extractor:
                 f'field name "{name}" is not a lower_snake_case proto field name; rename it '
                 '(an alias keeps the JSON name if you need one)',
             )
-        extra = _protoreg_extra(info)
+        extra = _protoreg_extra(info, self.fail, path)
         override = extra.get("type")
         renamed = extra.get("renamed_from", ())
         renamed_from = (renamed,) if isinstance(renamed, str) else tuple(renamed)
@@ -434,6 +462,12 @@ def extract_schema(model: ModelLike | type[ModelLike]) -> ModelSchema:
     # Stable order: request, response, then messages and enums in the order they were met.
     ordered = [extractor.messages[naming.REQUEST_MESSAGE], extractor.messages[naming.RESPONSE_MESSAGE]]
     ordered += [m for n, m in extractor.messages.items() if n not in (naming.REQUEST_MESSAGE, naming.RESPONSE_MESSAGE)]
+    origins = SchemaOrigins(
+        model=model if isinstance(model, type) else type(model),
+        messages={name: cls for cls, name in extractor.class_names.items()},
+        enums={name: key if isinstance(key, type) else (key[1], key[2])
+               for key, name in extractor.enum_classes.items()},
+    )
     return ModelSchema(
         model=name,
         display_name=meta.display_name,
@@ -441,4 +475,5 @@ def extract_schema(model: ModelLike | type[ModelLike]) -> ModelSchema:
         version=meta.version,
         messages=tuple(ordered),
         enums=tuple(extractor.enums.values()),
+        origins=origins,
     )

@@ -38,6 +38,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    delete,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -49,6 +50,15 @@ from .faults import crash_point
 from .lineage import FORMAT as LINEAGE_FORMAT
 from .lineage import Lineage, lineage_of
 from .numbering import History, Scope, Slot
+from .records import (
+    AllocationRecord,
+    ModelRecord,
+    ReleaseRecord,
+    ReservationRecord,
+    ScopeKind,
+    ScopeRecord,
+    utc,
+)
 from .versioning import Version, parse_version
 
 NAMING = {
@@ -331,6 +341,18 @@ class Registry:
                         items.add((r.scope_kind, r.scope_name, str(ir.ReservedRange(r.number_start, r.number_end))))
         return out
 
+    def versions(self, model: str) -> tuple[str, ...] | None:
+        """The versions of ``model``'s releases in registration order (None when it is not registered);
+        one query on the covering index, no snapshot read."""
+        with self._session() as session:
+            model_id = session.scalar(select(ModelRow.id).where(ModelRow.name == model))
+            return None if model_id is None else tuple(v for _, v in _versions(session, model_id))
+
+    def model_record(self, model: str) -> ModelRecord:
+        """Everything the registry holds about ``model``, as plain data (see :mod:`protoreg.registry.records`)."""
+        with self._session() as session:
+            return _model_record(session, self._model_row(session, model))
+
     def _model_row(self, session: Session, model: str) -> ModelRow:
         row = session.scalar(select(ModelRow).where(ModelRow.name == model))
         if row is None:
@@ -370,11 +392,14 @@ class Transaction:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.touched: set[str] = set()
+        """The models this transaction locked or wrote (a text-form registry writes them back)."""
 
     def lock_model(self, model: str, display_name: str, description: str, *, create: bool) -> int | None:
         """The model's row id, holding its write lock until commit; None when it is not registered
         (created first when ``create``)."""
         session = self.session
+        self.touched.add(model)
         if session.get_bind().dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
 
@@ -391,6 +416,22 @@ class Transaction:
             session.add(row)
             session.flush()
         return None if row is None else row.id
+
+    def model_record(self, model: str) -> ModelRecord | None:
+        """Everything the registry holds about ``model`` (None when it has no such model), read
+        under the model's write lock on PostgreSQL."""
+        query = select(ModelRow).where(ModelRow.name == model)
+        if self.session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = self.session.scalar(query)
+        return None if row is None else _model_record(self.session, row)
+
+    def replace_model(self, record: ModelRecord) -> None:
+        """Write ``record`` as the model's whole content, removing whatever the model had before."""
+        self.touched.add(record.name)
+        self.session.execute(delete(ModelRow).where(ModelRow.name == record.name))  # cascades to every row
+        self.session.expire_all()
+        _write_model_record(self.session, record)
 
     def release(self, model_id: int, model: str, version: str) -> ReleaseInfo | None:
         """The release registered under exactly ``version``, if any."""
@@ -589,3 +630,108 @@ def _save_enum_scope(
                                      active=slot.active, first_release_id=release_id))
         else:
             v.name, v.active = slot.name, slot.active
+
+
+# -- whole models: rows <-> records (export and import) -------------------------------------
+
+
+def _model_record(session: Session, model: ModelRow) -> ModelRecord:
+    releases = list(session.scalars(select(ReleaseRow).where(ReleaseRow.model_id == model.id).order_by(ReleaseRow.seq)))
+    version_of = {r.id: r.version for r in releases}
+    reservations: dict[int, list[ReservationRecord]] = {r.id: [] for r in releases}
+    for row in session.scalars(
+        select(ReservationRow).where(ReservationRow.release_id.in_(list(version_of))).order_by(ReservationRow.id)
+    ):
+        kind: ScopeKind = "enum" if row.scope_kind == "enum" else "message"
+        reservations[row.release_id].append(
+            ReservationRecord(kind, row.scope_name, row.number_start, row.number_end, row.name)
+        )
+    scopes: list[ScopeRecord] = []
+    for message in session.scalars(select(MessageRow).where(MessageRow.model_id == model.id).order_by(MessageRow.id)):
+        fields = session.scalars(select(FieldRow).where(FieldRow.message_id == message.id).order_by(FieldRow.number))
+        scopes.append(ScopeRecord("message", message.name, tuple(
+            AllocationRecord(f.number, f.name, bool(f.active), version_of[f.first_release_id],
+                             tuple(json.loads(f.names_json)), f.type_key)
+            for f in fields
+        )))
+    for enum in session.scalars(select(EnumRow).where(EnumRow.model_id == model.id).order_by(EnumRow.id)):
+        values = session.scalars(select(EnumValueRow).where(EnumValueRow.enum_id == enum.id)
+                                 .order_by(EnumValueRow.number))
+        scopes.append(ScopeRecord("enum", enum.name, tuple(
+            AllocationRecord(v.number, v.name, bool(v.active), version_of[v.first_release_id]) for v in values
+        )))
+    return ModelRecord(
+        name=model.name,
+        display_name=model.display_name,
+        description=model.description,
+        created_at=utc(model.created_at),
+        releases=tuple(
+            ReleaseRecord(
+                version=r.version,
+                created_at=utc(r.created_at),
+                fingerprint=r.fingerprint,
+                registered_by=r.protoreg_version,
+                changes=tuple(json.loads(r.changes_json)),
+                reservations=tuple(reservations[r.id]),
+                schema=json.loads(r.schema_json),
+                snapshot=json.loads(r.snapshot_json),
+                proto_text=r.proto_text,
+            )
+            for r in releases
+        ),
+        ledger=tuple(scopes),
+    )
+
+
+def _write_model_record(session: Session, record: ModelRecord) -> None:
+    """Insert every row of ``record``; the model must not exist. Written the way registration
+    writes them (the same JSON spelling), so a rebuilt database holds what the original held."""
+    model = ModelRow(name=record.name, display_name=record.display_name, description=record.description,
+                     created_at=record.created_at)
+    session.add(model)
+    session.flush()
+    release_ids: dict[str, int] = {}
+    for seq, release in enumerate(record.releases, start=1):
+        version = parse_version(release.version)
+        row = ReleaseRow(
+            model_id=model.id,
+            seq=seq,
+            version=release.version,
+            major=version.major,
+            minor=version.minor,
+            patch=version.patch,
+            prerelease=version.prerelease or "",
+            fingerprint=release.fingerprint,
+            schema_json=json.dumps(release.schema, sort_keys=True),
+            snapshot_json=json.dumps(release.snapshot, sort_keys=True),
+            proto_text=release.proto_text,
+            changes_json=json.dumps(list(release.changes)),
+            protoreg_version=release.registered_by,
+            created_at=release.created_at,
+        )
+        session.add(row)
+        session.flush()
+        release_ids[release.version] = row.id
+        for r in release.reservations:
+            session.add(ReservationRow(release_id=row.id, scope_kind=r.kind, scope_name=r.scope,
+                                       number_start=r.start, number_end=r.end, name=r.name))
+    for scope in record.ledger:
+        if scope.kind == "message":
+            message = MessageRow(model_id=model.id, name=scope.name)
+            session.add(message)
+            session.flush()
+            for a in scope.allocations:
+                session.add(FieldRow(message_id=message.id, number=a.number, name=a.name,
+                                     names_json=json.dumps(list(a.names)), type_key=a.type_key, active=a.active,
+                                     first_release_id=release_ids[a.since]))
+        else:
+            enum = EnumRow(model_id=model.id, name=scope.name)
+            session.add(enum)
+            session.flush()
+            for a in scope.allocations:
+                session.add(EnumValueRow(enum_id=enum.id, number=a.number, name=a.name, active=a.active,
+                                         first_release_id=release_ids[a.since]))
+    if record.releases:
+        lineage = lineage_of((r.version, ir.package_from_dict(dict(r.snapshot))) for r in record.releases)
+        _save_lineage(session, model.id, len(record.releases), lineage)
+    session.flush()

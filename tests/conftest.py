@@ -77,3 +77,6 @@ def make_model(
             "predict": _predict,
         },
     )
+
+
+from tests.project_support import project  # noqa: E402,F401  (the fixture: a model project on disk)

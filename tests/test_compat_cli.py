@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
@@ -85,6 +86,7 @@ def test_check_passes_fails_and_explains_in_three_formats(tmp_path: Path, models
         "required_bump",
         "passed",
         "findings",
+        "exceptions",
     }
     assert (data["declared_bump"], data["required_bump"], data["passed"]) == ("minor", "major", False)
     assert {f["rule"] for f in data["findings"]} == {"FIELD_TYPE_CHANGED_INCOMPATIBLE", "FIELD_REMOVED"}
@@ -99,6 +101,9 @@ def test_check_passes_fails_and_explains_in_three_formats(tmp_path: Path, models
             "after",
             "required_bump",
             "level",
+            "file",
+            "line",
+            "waived",
         }
         assert f["level"] == "error"
     removed = next(f for f in data["findings"] if f["rule"] == "FIELD_REMOVED")
@@ -110,10 +115,16 @@ def test_check_passes_fails_and_explains_in_three_formats(tmp_path: Path, models
 
     github = cli(tmp_path, "check", f"{models}:V1_1", "--format", "github")
     assert github.exit_code == 100
-    annotation = re.compile(r"^::(error|warning|notice) (file=[^,:]+,)?title=[A-Za-z_]+::\S.*$")
+    annotation = re.compile(r"^::(error|warning|notice) (file=[^,:]+,(line=\d+,)?)?title=[A-Za-z_]+::\S.*$")
     for line in github.output.strip().splitlines():
         assert annotation.match(line), line
-    assert f"file={tmp_path / 'protos'}/shop_model/v1/shop_model.proto".replace(":", "%3A") in github.output
+    # Each annotation points at the line of the model's source that declares the field (In2.age),
+    # or at the class when the field is gone (Out2, which dropped "label").
+    here = Path(__file__).resolve().relative_to(Path.cwd())
+    age_line = inspect.getsourcelines(In2)[1] + 1
+    assert f"::error file={here},line={age_line},title=FIELD_TYPE_CHANGED_INCOMPATIBLE::" in github.output
+    out_line = inspect.getsourcelines(Out2)[1]
+    assert f"::error file={here},line={out_line},title=FIELD_REMOVED::" in github.output
 
     assert cli(tmp_path, "check", f"{models}:V2").exit_code == 0
     ok = cli(tmp_path, "check", f"{models}:V1_2", "--format", "json")

@@ -9,12 +9,13 @@ commands into the ``protoreg`` group.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..commands import db_url, model_refs_argument, protos_dir, schemas_of
+from ..commands import db_url, model_refs_argument, open_from, policy_of, protos_dir, schemas_of, where
 from ..errors import EXIT_FINDINGS, UsageError
 from .findings import CATEGORIES, FORMATS, Report, format_reports
 from .rules import RULES, Rule
@@ -40,26 +41,47 @@ def _emit(reports: list[Report], fmt: str) -> None:
 
 @click.command()
 @model_refs_argument
-@click.option("--all", "all_models", is_flag=True, help="Check every entry-point model.")
+@click.option("--all", "all_models", is_flag=True,
+              help="Check the models listed under [tool.protoreg] (default: every entry-point model).")
 @click.option("--against", metavar="VERSION", help="Compare with this release instead of the newest.")
+@click.option("--changed", is_flag=True,
+              help="The arguments are changed files (as pre-commit passes them), not MODEL_REFs: check the "
+                   "models of --all whose source, registry file or rendered protos are among them.")
 @_format_option
 @click.pass_context
-def check(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, against: str | None, fmt: str) -> None:
+def check(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, against: str | None, changed: bool,
+          fmt: str) -> None:
     """Check that each model's declared version bump is big enough for what changed.
 
     The installed model is numbered against the registry's history (nothing is written) and
     compared with the newest release (or --against VERSION) and, for reused numbers and names,
-    with every release ever registered. Exit 100 when a finding needs a bigger bump.
+    with every release ever registered. Exit 100 when a finding needs a bigger bump; exit 1 when
+    proto_versions/ was rendered from releases the registry does not have (a wrong --db).
     """
-    from ..database import open_registry
+    from ..crosscheck import new_model_note, refuse_unknown_releases
     from .gate import check_schema
 
-    schemas = schemas_of(model_refs, all_models)
+    policy = policy_of(ctx)
+    if changed:
+        from ..locate import touched_by
+
+        candidates = schemas_of((), True, policy)
+        schemas = [s for s in candidates if touched_by(s, model_refs, protos_dir(ctx), db_url(ctx), policy.source)]
+        if not schemas:
+            click.echo(f"no model is touched by the {len(model_refs)} changed files; nothing to check")
+            return
+    else:
+        schemas = schemas_of(model_refs, all_models, policy)
     if against is not None and len(schemas) > 1:
         raise UsageError("--against names one version of one model; check one MODEL_REF at a time with it")
-    prefix = str(protos_dir(ctx))
-    with open_registry(db_url(ctx)) as registry:
-        reports = [check_schema(registry, s, against=against, file_prefix=prefix) for s in schemas]
+    root = protos_dir(ctx)
+    with open_from(ctx) as registry:
+        refuse_unknown_releases(registry, root, where(ctx), [s.model for s in schemas])
+        reports = [check_schema(registry, s, against=against, file_prefix=str(root), policy=policy)
+                   for s in schemas]
+    # No baseline: the registry has no release of the model (and the tree none, or it stopped above).
+    reports = [replace(r, note=new_model_note(r.model, r.declared_version or "", where(ctx), root))
+               if r.baseline_version is None else r for r in reports]
     _emit(reports, fmt)
 
 
@@ -77,14 +99,13 @@ def diff(ctx: click.Context, model: str, v1: str, v2: str, fmt: str) -> None:
 
     Exit 100 when V2's version bump over V1 is too small for what changed.
     """
-    from ..database import open_registry
     from .engine import diff_releases
 
-    with open_registry(db_url(ctx)) as registry:
+    with open_from(ctx) as registry:
         releases = registry.releases(model)
         first, second = registry.release(model, v1), registry.release(model, v2)
     report = diff_releases(releases, first, second, file_prefix=str(protos_dir(ctx)))
-    _emit([report], fmt)
+    _emit([policy_of(ctx).apply(report)], fmt)
 
 
 # -- breaking ------------------------------------------------------------------------------
@@ -111,7 +132,8 @@ def diff(ctx: click.Context, model: str, v1: str, v2: str, fmt: str) -> None:
     "includes both, as in buf. Default: every rule.",
 )
 @_format_option
-def breaking(new: Path, against: tuple[Path, ...], categories: tuple[str, ...], fmt: str) -> None:
+@click.pass_context
+def breaking(ctx: click.Context, new: Path, against: tuple[Path, ...], categories: tuple[str, ...], fmt: str) -> None:
     """Compare any two protobuf APIs (directories of .proto files or FileDescriptorSet files).
 
     Fields pair by number, directions come from the services. Exit 100 when a change breaks
@@ -132,7 +154,7 @@ def breaking(new: Path, against: tuple[Path, ...], categories: tuple[str, ...], 
         history_labels=[str(p) for p in against[:-1]],
         file_prefix=str(new) if new.is_dir() else "",
     )
-    _emit([report], fmt)
+    _emit([policy_of(ctx).apply(report)], fmt)
 
 
 # -- rules ---------------------------------------------------------------------------------

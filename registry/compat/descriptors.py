@@ -31,6 +31,11 @@ FDP = descriptor_pb2.FieldDescriptorProto
 MESSAGE_NUMBER_END = ir.FIELD_NUMBER_MAX + 1  # descriptor message ranges are end-exclusive
 
 Features = dict[str, str]  # feature name -> value name, e.g. {"json_format": "ALLOW"}
+
+# Field numbers of descriptor.proto, the steps of a source-info path.
+_FILE_MESSAGE, _FILE_ENUM, _FILE_SERVICE = 4, 5, 6
+_MESSAGE_FIELD, _MESSAGE_NESTED, _MESSAGE_ENUM = 2, 3, 4
+_ENUM_VALUE, _SERVICE_METHOD = 2, 2
 _MESSAGE_FEATURES = ("json_format",)
 _ENUM_FEATURES = ("enum_type", "json_format")
 
@@ -77,16 +82,31 @@ def file_to_package(file: descriptor_pb2.FileDescriptorProto) -> ir.Package:
     proto3 = file.syntax == "proto3"
     prefix = f".{file.package}." if file.package else "."
     file_features = _resolve(edition_defaults(file_edition(file)), file.options.features)
+    # protoc's source info: a descriptor path (field numbers of descriptor.proto and indexes) ->
+    # its span, whose first number is the 0-based line.
+    spans = {tuple(loc.path): loc.span[0] + 1 for loc in file.source_code_info.location if loc.span}
+    lines: dict[str, int] = {}
 
-    def add_enum(enum: descriptor_pb2.EnumDescriptorProto, name: str, parent: Features) -> None:
+    def place(name: str, path: tuple[int, ...]) -> None:
+        if path in spans:
+            lines[name] = spans[path]
+
+    def add_enum(enum: descriptor_pb2.EnumDescriptorProto, name: str, parent: Features,
+                 path: tuple[int, ...]) -> None:
         enums.append(_enum(name, enum))
         resolved = _resolve(parent, enum.options.features)
         features[name] = {k: resolved[k] for k in _ENUM_FEATURES}
+        place(name, path)
+        for k, value in enumerate(enum.value):
+            place(f"{name}.{value.name}", (*path, _ENUM_VALUE, k))
 
-    for enum in file.enum_type:
-        add_enum(enum, enum.name, file_features)
+    for i, enum in enumerate(file.enum_type):
+        add_enum(enum, enum.name, file_features, (_FILE_ENUM, i))
 
-    def visit(message: descriptor_pb2.DescriptorProto, name: str, parent: Features) -> None:
+    def visit(message: descriptor_pb2.DescriptorProto, name: str, parent: Features, path: tuple[int, ...]) -> None:
+        place(name, path)
+        for k, f in enumerate(message.field):
+            place(f"{name}.{f.name}", (*path, _MESSAGE_FIELD, k))
         resolved = _resolve(parent, message.options.features)
         features[name] = {k: resolved[k] for k in _MESSAGE_FEATURES}
         entries = {f"{prefix}{name}.{m.name}": m for m in message.nested_type if m.options.map_entry}
@@ -115,14 +135,18 @@ def file_to_package(file: descriptor_pb2.FileDescriptorProto) -> ir.Package:
                 reserved_names=tuple(message.reserved_name),
             )
         )
-        for nested in message.nested_type:
+        for j, nested in enumerate(message.nested_type):
             if not nested.options.map_entry:
-                visit(nested, f"{name}.{nested.name}", resolved)
-        for enum in message.enum_type:
-            add_enum(enum, f"{name}.{enum.name}", resolved)
+                visit(nested, f"{name}.{nested.name}", resolved, (*path, _MESSAGE_NESTED, j))
+        for j, enum in enumerate(message.enum_type):
+            add_enum(enum, f"{name}.{enum.name}", resolved, (*path, _MESSAGE_ENUM, j))
 
-    for message in file.message_type:
-        visit(message, message.name, file_features)
+    for i, message in enumerate(file.message_type):
+        visit(message, message.name, file_features, (_FILE_MESSAGE, i))
+    for i, service in enumerate(file.service):
+        place(service.name, (_FILE_SERVICE, i))
+        for k, method in enumerate(service.method):
+            place(f"{service.name}.{method.name}", (_FILE_SERVICE, i, _SERVICE_METHOD, k))
     services = tuple(
         ir.Service(
             name=s.name,
@@ -148,6 +172,7 @@ def file_to_package(file: descriptor_pb2.FileDescriptorProto) -> ir.Package:
         file_name=file.name,
         facts=facts,
         features=features,
+        lines=lines,
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import cache
-from typing import Literal, TypedDict, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 from .. import ir
 from ..errors import NotFoundError
@@ -59,6 +59,8 @@ def _merge_directions(*directions: Direction | None) -> Direction:
 
 
 K = TypeVar("K")
+Renames = Mapping[tuple[str, str], frozenset[str]]
+"""(message, field) -> the names the model declares the field was renamed from."""
 _Active = tuple[tuple[Rule, Callable[[Pair], Iterator[Hit]]], ...]
 
 
@@ -95,6 +97,9 @@ def _run(subject: Subject, pair: Pair, categories: frozenset[str] | None) -> Ite
                 after=hit.after,
                 required_bump=rule.bump(pair.direction),
                 file=pair.file,
+                # The new tree's line (of the element, or of what holds it when it is gone): the
+                # old tree's lines would point into a file the change no longer has.
+                line=pair.after_view.line_of(pair.path) if pair.file in pair.after_view.file_packages else None,
             )
 
 
@@ -106,6 +111,7 @@ def compare(
     lineage: Lineage | None = None,
     pair_by_name: bool = False,
     categories: frozenset[str] | None = None,
+    renames: Renames | None = None,
 ) -> list[Finding]:
     """Every finding between ``before`` and ``after``; ``history`` lists earlier snapshots.
 
@@ -117,7 +123,7 @@ def compare(
         if not history or history[-1] is not before:
             history = [*history, before]
         lineage = lineage_of_views(history)
-    return list(_Walk(before, after, lineage, pair_by_name, categories).findings())
+    return list(_Walk(before, after, lineage, pair_by_name, categories, renames or {}).findings())
 
 
 def lineage_of_views(views: Sequence[View]) -> Lineage:
@@ -136,10 +142,12 @@ class _Walk:
         lineage: Lineage,
         pair_by_name: bool,
         categories: frozenset[str] | None,
+        renames: Renames,
     ) -> None:
         self.b, self.a, self.lineage = before, after, lineage
         self.pair_by_name = pair_by_name
         self.categories = categories
+        self.renames = renames
 
     def common(self, path: str, direction: Direction, file: str) -> _Where:
         return {
@@ -393,6 +401,7 @@ class _Walk:
                 name_holder=None if skip_name else self.holders(key, None, name),
                 number_reserved=None if skip_number else self.reserved_in(key, number, None),
                 name_reserved=None if skip_name else self.reserved_in(key, None, name),
+                renamed_from=self.renames.get((key, name), frozenset()),
                 **self.common(f"{key}.{name}", direction, file),
             )
             yield from self.run("history", pair)
@@ -433,6 +442,7 @@ def check_release(
     *,
     against: str | None = None,
     file_prefix: str = "",
+    renames: Renames | None = None,
 ) -> Report:
     """Check the release ``version`` of ``model`` (numbered as ``package``) against the registry.
 
@@ -460,7 +470,7 @@ def check_release(
     ]
     before = build_view([baseline.package], qualified=False, label=baseline.version)
     lineage = lineage_of_views([*history, before])
-    return _verdict(model, baseline, newest, before, lineage, package, version, fingerprint, file_prefix)
+    return _verdict(model, baseline, newest, before, lineage, package, version, fingerprint, file_prefix, renames)
 
 
 def diff_releases(releases: Sequence[Release], first: Release, second: Release, *, file_prefix: str = "") -> Report:
@@ -481,7 +491,19 @@ def diff_releases(releases: Sequence[Release], first: Release, second: Release, 
         second.fingerprint,
         against=first.version,
         file_prefix=file_prefix,
+        renames=renames_of(getattr(second, "schema", None) or {}),
     )
+
+
+def renames_of(schema: Mapping[str, Any]) -> Renames:
+    """The ``renamed_from`` declarations of a schema tree (``ModelSchema.to_dict()``, or a release's
+    stored schema): a renamed field keeps its number, which is no reuse."""
+    out: dict[tuple[str, str], frozenset[str]] = {}
+    for message in schema.get("messages", ()):
+        for f in message.get("fields", ()):
+            if f.get("renamed_from"):
+                out[(message["name"], f["name"])] = frozenset(f["renamed_from"])
+    return out
 
 
 def check_against_newest(
@@ -493,6 +515,7 @@ def check_against_newest(
     fingerprint: str | None = None,
     *,
     file_prefix: str = "",
+    renames: Renames | None = None,
 ) -> Report:
     """:func:`check_release` against the newest release, with the history as a lineage.
 
@@ -508,21 +531,14 @@ def check_against_newest(
     if unchanged is not None:
         return unchanged
     before = build_view([newest.package], qualified=False, label=newest.version)
-    return _verdict(model, newest, newest, before, lineage, package, version, fingerprint, file_prefix)
+    return _verdict(model, newest, newest, before, lineage, package, version, fingerprint, file_prefix, renames)
 
 
 def _first_release(model: str, version: str) -> Report:
     parse_version(version)
-    return Report(
-        model,
-        version,
-        None,
-        "major",
-        "none",
-        True,
-        (),
-        note=f"{model} {version}: first release, nothing to compare",
-    )
+    # The summary says "first release, nothing to compare"; the note is left to the caller, who
+    # knows which registry it asked (``check`` names it: see ``crosscheck.new_model_note``).
+    return Report(model, version, None, "major", "none", True, ())
 
 
 def _unchanged(model: str, baseline: Release, version: str, fingerprint: str | None) -> Report | None:
@@ -551,11 +567,12 @@ def _verdict(
     version: str,
     fingerprint: str | None,
     file_prefix: str,
+    renames: Renames | None = None,
 ) -> Report:
     declared = parse_version(version)
     base_version = baseline.parsed_version
     after = build_view([package], qualified=False, label=version)
-    findings = compare(before, after, lineage=lineage, pair_by_name=True)
+    findings = compare(before, after, lineage=lineage, pair_by_name=True, renames=renames)
     release = ReleasePair(
         model=model,
         before=baseline.version,

@@ -10,6 +10,7 @@ release.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import ir
 from ..errors import EXIT_FINDINGS, NotFoundError, ProtoregError
@@ -18,9 +19,12 @@ from ..registration import RegisterResult, register_release
 from ..schema import ModelSchema
 from ..store import Registry
 from ..versioning import parse_version
-from .engine import check_against_newest, check_release
+from .engine import check_against_newest, check_release, renames_of
 from .findings import Report
 from .sources import ReleaseLine, ReleaseSource
+
+if TYPE_CHECKING:
+    from ..policy import Policy
 
 
 class BumpTooSmallError(ProtoregError):
@@ -34,14 +38,29 @@ class BumpTooSmallError(ProtoregError):
 
 
 def check_schema(
-    registry: ReleaseSource, schema: ModelSchema, *, against: str | None = None, file_prefix: str = ""
+    registry: ReleaseSource,
+    schema: ModelSchema,
+    *,
+    against: str | None = None,
+    file_prefix: str = "",
+    policy: Policy | None = None,
 ) -> Report:
     """Number ``schema`` against the registry's history (writing nothing) and check it."""
     line = registry.release_line(schema.model)
     if against is not None and (line is None or not line.versions):
         raise NotFoundError(f'Model "{schema.model}" has no releases, so there is no "{against}" to check against')
     numbered = allocate_numbers(registry.history(schema.model), schema)
-    return check_line(line, numbered.package, schema, against=against, file_prefix=file_prefix)
+    return finish(check_line(line, numbered.package, schema, against=against, file_prefix=file_prefix), schema,
+                  policy)
+
+
+def finish(report: Report, schema: ModelSchema, policy: Policy | None) -> Report:
+    """The verdict under the project's policy, each finding pointing at the model's source line."""
+    from ..locate import locate_findings
+
+    if policy is not None:
+        report = policy.apply(report)
+    return locate_findings(report, schema.origins)
 
 
 def check_line(
@@ -73,9 +92,9 @@ def check_line(
         same_version = parse_version(schema.version) == newest.parsed_version or schema.version == newest.version
         fingerprint = schema.fingerprint if same_version else None
         return check_against_newest(schema.model, newest, line.lineage, package, schema.version, fingerprint,
-                                    file_prefix=file_prefix)
+                                    file_prefix=file_prefix, renames=renames_of(schema.to_dict()))
     return check_release(schema.model, line.load_all(), package, schema.version, schema.fingerprint,
-                         against=against, file_prefix=file_prefix)
+                         against=against, file_prefix=file_prefix, renames=renames_of(schema.to_dict()))
 
 
 class ReleaseGate:
@@ -84,12 +103,14 @@ class ReleaseGate:
     ``report`` holds the verdict of the last registration it saw, refused or not.
     """
 
-    def __init__(self, file_prefix: str = "") -> None:
+    def __init__(self, file_prefix: str = "", policy: Policy | None = None) -> None:
         self.file_prefix = file_prefix
+        self.policy = policy
         self.report: Report | None = None
 
     def __call__(self, line: ReleaseLine, numbered: Numbered, schema: ModelSchema) -> None:
-        self.report = check_line(line, numbered.package, schema, file_prefix=self.file_prefix)
+        self.report = finish(check_line(line, numbered.package, schema, file_prefix=self.file_prefix), schema,
+                             self.policy)
         if not self.report.passed:
             raise BumpTooSmallError(self.report)
 
@@ -109,11 +130,16 @@ class GatedRegistration:
 
 
 def register_checked(
-    registry: Registry, schema: ModelSchema, *, dry_run: bool = False, file_prefix: str = ""
+    registry: Registry,
+    schema: ModelSchema,
+    *,
+    dry_run: bool = False,
+    file_prefix: str = "",
+    policy: Policy | None = None,
 ) -> GatedRegistration:
     """Register ``schema`` behind the compatibility gate: refused, nothing written, when its
-    version bump is too small for what changed."""
-    gate = ReleaseGate(file_prefix=file_prefix)
+    version bump is too small for what changed (under the project's ``policy``)."""
+    gate = ReleaseGate(file_prefix=file_prefix, policy=policy)
     try:
         result = register_release(registry, schema, dry_run=dry_run, gate=gate)
     except BumpTooSmallError as error:

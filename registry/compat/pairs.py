@@ -147,6 +147,8 @@ class HistoryPair(Pair):
     name_holder: Holder | None
     number_reserved: str | None
     name_reserved: str | None
+    renamed_from: frozenset[str] = frozenset()
+    """The names the model declares this field was renamed from (``renamed_from``), registry only."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1146,7 +1146,10 @@ def field_number_reused(pair: HistoryPair) -> Iterator[Hit]:
     h = pair.number_holder
     if pair.kind != "message" or pair.number_reserved is not None or h is None or pair.after is None:
         return
-    if h.name != pair.name or (h.field is not None and not _fields_compatible(h.field, pair.after, pair)):
+    renamed = h.name in pair.renamed_from  # a declared rename keeps the number: the same field
+    if (h.name != pair.name and not renamed) or (
+        h.field is not None and not _fields_compatible(h.field, pair.after, pair)
+    ):
         yield Hit(
             f"{_item(pair)} reuses number {pair.number}, which {_holder_text(h)} had in {h.label}.",
             _holder_text(h),

@@ -61,6 +61,7 @@ class View:
     file_packages: dict[str, str] = field(default_factory=dict)  # file -> package
     facts: dict[str, Mapping[int, ir.FieldFacts]] = field(default_factory=dict)  # message key -> number -> facts
     features: dict[str, Mapping[str, str]] = field(default_factory=dict)  # key -> resolved features
+    lines: dict[str, int] = field(default_factory=dict)  # element or member key -> line in its file
     request: set[str] = field(default_factory=set)
     response: set[str] = field(default_factory=set)
 
@@ -83,6 +84,14 @@ class View:
     def file_of(self, key: str) -> str:
         return self.files.get(key, "")
 
+    def line_of(self, path: str) -> int | None:
+        """The line of ``path`` (``pkg.Msg.field``), or of the nearest element around it."""
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path.rpartition(".")[0]
+        return None
+
     def package_of(self, key: str) -> str:
         return self.file_packages.get(self.files.get(key, ""), "")
 
@@ -95,6 +104,8 @@ def build_view(packages: Iterable[ir.Package], *, qualified: bool, label: str = 
         view.file_packages[file_name] = package.package
         facts = package.facts
         features = package.features
+        for name, line in package.lines.items():
+            view.lines[view.key(package, name)] = line
         for message in package.messages:
             key = view.key(package, message.name)
             view.messages[key] = message

@@ -29,7 +29,7 @@ def site(ctx: click.Context, out_dir: Path, server_url: str | None) -> None:
     (every link is relative). The same registry always gives the same bytes. DIR/site.json
     holds the data the pages show.
     """
-    from ..database import open_registry
+    from ..commands import open_from
     from .data import site_data
     from .pages import render_site, write_site
 
@@ -37,8 +37,7 @@ def site(ctx: click.Context, out_dir: Path, server_url: str | None) -> None:
         parts = urlsplit(server_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise UsageError(f'--server-url wants an http(s) URL such as http://127.0.0.1:8080, not "{server_url}"')
-    root = ctx.find_root().obj or {}
-    with open_registry(root.get("db_url")) as registry:
+    with open_from(ctx) as registry:
         data = site_data(registry)
     files = render_site(data, try_it_base=server_url)
     changed = write_site(out_dir, files)
