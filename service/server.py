@@ -400,6 +400,11 @@ class ModelServer:
         return list(self.served.values())
 
     @property
+    def open_streams(self) -> int:
+        """Streams open now (PredictStream, reflection and health Watch count against --max-streams)."""
+        return self._streams.open if self._streams is not None else 0
+
+    @property
     def service_names(self) -> list[str]:
         names = list(self.served)
         if self.tree.registry_file is not None:

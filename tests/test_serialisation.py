@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protoreg.registry import ir
@@ -102,7 +102,9 @@ def test_ir_snapshots_read_back_equal(package: ir.Package) -> None:
     assert ir.package_to_dict(ir.package_from_dict(stored)) == stored
 
 
-@settings(max_examples=60)
+# each example is a whole release history; on a loaded CI machine drawing one can pass hypothesis's
+# time budget for data generation, which says nothing about the property
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(packages(), min_size=1, max_size=4))
 def test_lineages_read_back_equal(snapshots: list[ir.Package]) -> None:
     lineage = lineage_of((f"1.{i}.0", p) for i, p in enumerate(snapshots))

@@ -102,11 +102,13 @@ def test_idle_streams_do_not_stop_unary_calls_or_health(tree: ProtoTree) -> None
 
 def test_streams_past_max_streams_are_refused_at_once(tree: ProtoTree) -> None:
     hold = threading.Event()
-    with running([IrisModel, EchoModel], tree, max_streams=4) as (_server, address), \
+    with running([IrisModel, EchoModel], tree, max_streams=4) as (server, address), \
             grpc.insecure_channel(address) as channel:
         streams = [_idle(channel, f"/{ECHO}/PredictStream", hold) for _ in range(2)]
         streams += [_idle(channel, REFLECTION, hold) for _ in range(2)]
         try:
+            # the four have reached the server (a loaded machine may start their handlers late)
+            wait_until(lambda: server.open_streams == 4, "four open streams")
             extra = _idle(channel, f"/{ECHO}/PredictStream", hold)
             with pytest.raises(grpc.RpcError) as caught:
                 next(extra)
