@@ -39,13 +39,14 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import itertools
 import json
 import logging
 import os
 import re
+import secrets
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,7 +70,13 @@ def request_id_from(metadata: Any) -> str:
             cleaned = _UNSAFE.sub("", text)[:MAX_REQUEST_ID]
             if cleaned:
                 return cleaned
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+# A fresh request id is a random prefix of the process and a counter: 32 hex digits like a UUID,
+# unique across processes, without asking the kernel for random bytes on every call.
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count()
 
 
 def trace_id_from(metadata: Any) -> str | None:
@@ -82,7 +89,7 @@ def trace_id_from(metadata: Any) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One call as the telemetry sees it; the current one is in :data:`CURRENT`."""
 
@@ -166,6 +173,7 @@ class AccessLog:
         self.json = log_format == "json"
         self.stream = stream
         self.lines: list[str] = []
+        self.pending: list[tuple[Call, str, float, float]] = []
         self._second = -1
         self._stamp = ""
 
@@ -181,12 +189,16 @@ class AccessLog:
         return f"{self._stamp},{millis:03d}"
 
     def add(self, call: Call, peer: str, duration_ms: float) -> None:
+        """Keep the call's line; it is formatted, with the others, when the lines are written."""
+        self.pending.append((call, peer, duration_ms, time.time()))
+
+    def _format(self, call: Call, peer: str, duration_ms: float, now: float) -> None:
         model = f"{call.model}=={call.version}" if call.model else "-"
         trace = f" trace_id={call.trace_id}" if call.trace_id else ""
         protocol = "" if call.protocol == "grpc" else f" protocol={call.protocol}"
         message = (f"{call.method} {call.code} {model} {duration_ms:.3f}ms peer={peer} "
                    f"request_id={call.request_id}{trace}{protocol}")
-        stamp = self._time(time.time())
+        stamp = self._time(now)
         if not self.json:
             self.lines.append(f"{stamp} INFO protoreg.access: {message}")
             return
@@ -203,6 +215,9 @@ class AccessLog:
         self.lines.append("{" + fields + "}")
 
     def flush(self) -> None:
+        for entry in self.pending:
+            self._format(*entry)
+        self.pending.clear()
         if self.lines:
             stream = self.stream if self.stream is not None else sys.stderr
             text = "\n".join(self.lines) + "\n"
