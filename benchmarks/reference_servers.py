@@ -14,10 +14,15 @@ services.
 ignores the request and returns one constant response of the same message type: what any
 Python gRPC server costs before it does any work.
 
+``floor-aio``: a bare ``grpc.aio`` server, raw bytes in and out, that parses the request with the
+generated class, validates it with iris's pydantic input and returns constant bytes: what the
+same kind of server as protoreg's costs for the same per-call work, with no model, queue,
+telemetry or routing.
+
 All serve the rendered iris proto (``PredictRequest``/``PredictResponse`` of ``iris_model.v1``),
 so one client and the same request bytes reach every server. Usage::
 
-    python -m benchmarks.reference_servers original|seed|floor --stubs DIR --port PORT
+    python -m benchmarks.reference_servers original|seed|floor|floor-aio --stubs DIR --port PORT
 """
 
 from __future__ import annotations
@@ -128,13 +133,47 @@ def _floor_servicer(pb2: Any, pb2_grpc: Any) -> Any:
     return FloorServicer()
 
 
+async def _serve_floor_aio(pb2: Any, port: int) -> None:
+    import asyncio
+
+    from iris_model import IrisInput
+
+    request_class = pb2.PredictRequest
+    answer = pb2.PredictResponse(species=pb2.SPECIES_SETOSA).SerializeToString()
+
+    async def predict(request: bytes, context: Any) -> bytes:
+        message = request_class.FromString(request)
+        IrisInput(sepal_length=message.sepal_length, sepal_width=message.sepal_width,
+                  petal_length=message.petal_length, petal_width=message.petal_width)
+        return answer
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "iris_model.v1.IrisModelService", {"Predict": grpc.unary_unary_rpc_method_handler(predict)}),))
+    if not server.add_insecure_port(f"127.0.0.1:{port}"):
+        raise SystemExit(f"cannot listen on 127.0.0.1:{port}")
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"floor-aio listening on 127.0.0.1:{port}", flush=True)
+    await stop.wait()
+    await server.stop(0.5)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else None)
-    parser.add_argument("kind", choices=("original", "seed", "floor"))
+    parser.add_argument("kind", choices=("original", "seed", "floor", "floor-aio"))
     parser.add_argument("--stubs", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     pb2, pb2_grpc = load_stubs(args.stubs)
+    if args.kind == "floor-aio":
+        import asyncio
+
+        asyncio.run(_serve_floor_aio(pb2, args.port))
+        return
     if args.kind == "original":
         servicer = _classic_servicer(pb2, pb2_grpc, OriginalIrisModel(), lambda species: _ENUM_NAME[species.value])
         workers = 10

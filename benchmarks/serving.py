@@ -9,7 +9,8 @@ The servers run side by side as separate processes on loopback ports:
 - ``seed-style``: the original's server code running protoreg's iris model (the same-model row).
 - ``protoreg-null`` and ``floor``: protoreg serving a model with iris's name and schema whose
   ``predict`` returns a constant (no ``predict_batch``), against a bare grpcio server returning a
-  constant: protoreg's own cost.
+  constant: protoreg's own cost. ``floor-aio`` is the same kind of server as protoreg's, bare
+  (``grpc.aio``, parse and pydantic input, constant answer), as a second floor.
 - ``protoreg-8ch`` and ``protoreg-2proc``: ``protoreg serve`` and ``protoreg serve --processes
   2``, each called over 8 channels (8 TCP connections, as 8 clients would), since
   ``--processes`` spreads connections, not calls.
@@ -145,7 +146,8 @@ def run(smoke: bool, rounds: int) -> dict[str, Any]:
         here = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(root / "modules"), here, os.environ.get("PYTHONPATH", "")])}
-        names = ["original", "protoreg", "seed-style", "floor", "protoreg-null", "protoreg-8ch", "protoreg-2proc"]
+        names = ["original", "protoreg", "seed-style", "floor", "floor-aio", "protoreg-null", "protoreg-8ch",
+                 "protoreg-2proc"]
         ports = {name: free_port() for name in names}
         logs = {name: root / f"{name}.log" for name in names}
 
@@ -162,6 +164,7 @@ def run(smoke: bool, rounds: int) -> dict[str, Any]:
             "protoreg": serve("protoreg", "iris_model"),
             "seed-style": reference("seed-style", "seed"),
             "floor": reference("floor", "floor"),
+            "floor-aio": reference("floor-aio", "floor-aio"),
             "protoreg-null": serve("protoreg-null", "bench_null:NullIrisModel"),
             "protoreg-8ch": serve("protoreg-8ch", "iris_model"),
             "protoreg-2proc": serve("protoreg-2proc", "iris_model", "--processes", "2"),
@@ -178,6 +181,7 @@ def run(smoke: bool, rounds: int) -> dict[str, Any]:
                     _target("protoreg", ports["protoreg"], raw, stream_request, streams),
                     _target("seed-style", ports["seed-style"], raw, stream_request, ["unary"]),
                     _target("floor", ports["floor"], raw, stream_request, ["unary"]),
+                    _target("floor-aio", ports["floor-aio"], raw, stream_request, ["unary"]),
                     _target("protoreg-null", ports["protoreg-null"], raw, stream_request, streams),
                     _target("protoreg-8ch", ports["protoreg-8ch"], raw, stream_request, ["unary"], channels=8),
                     _target("protoreg-2proc", ports["protoreg-2proc"], raw, stream_request, ["unary"], channels=8),
@@ -274,6 +278,9 @@ def summarise(measurements: list[dict[str, Any]], concurrencies: list[int], roun
     null = against("protoreg-null", "floor", 8)
     targets.append({"name": "serving: protoreg null model / floor throughput, concurrency 8",
                     "value": round(null, 2), "target": ">= 0.9", "met": null >= 0.9})
+    null_aio = against("protoreg-null", "floor-aio", 8)
+    targets.append({"name": "serving: protoreg null model / grpc.aio floor throughput, concurrency 8",
+                    "value": round(null_aio, 2), "target": ">= 0.9", "met": null_aio >= 0.9})
     growth = soak["rss_growth"]
     targets.append({"name": f"serving: RSS growth over a {soak['seconds']:g} s soak at concurrency 64",
                     "value": f"{growth:+.1%}", "target": "< 10%", "met": growth < 0.10})

@@ -38,7 +38,7 @@ def test_make_bench_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
     serving = sections["serving"]
     measured = {(m["target"], m["mode"]) for m in serving["measurements"]}
     assert {("protoreg", "unary"), ("protoreg", "stream"), ("protoreg-null", "unary"), ("seed-style", "unary"),
-            ("floor", "unary"), ("original", "unary"), ("protoreg-8ch", "unary"),
+            ("floor", "unary"), ("floor-aio", "unary"), ("original", "unary"), ("protoreg-8ch", "unary"),
             ("protoreg-2proc", "unary")} <= measured
     assert serving["soak"]["calls"] > 0 and serving["soak"]["rss_before_kib"] > 0
     assert all(m["errors"] == 0 and m["calls"] > 0 for m in serving["measurements"])
