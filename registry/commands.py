@@ -355,4 +355,30 @@ def import_registry(ctx: click.Context, source_url: str, models: tuple[str, ...]
     _describe_moves(moves, where(ctx))
 
 
-COMMANDS = (register, history, fields, render, verify, export, import_registry)
+# -- upgrade -------------------------------------------------------------------------------
+
+
+@click.command()
+@click.pass_context
+def upgrade(ctx: click.Context) -> None:
+    """Bring the registry database --db to this protoreg's schema revision.
+
+    Commands that only read never migrate a database; they name this command when the database
+    is behind. register and import upgrade the database they write implicitly.
+    """
+    from .textstore import is_text_location
+    from .upgrade import upgrade_registry
+
+    url = db_url(ctx)
+    from .database import resolve_url
+
+    if is_text_location(resolve_url(url)):
+        raise UsageError(f"{where(ctx)} is a text-form registry; it has no schema revision to upgrade")
+    before, after = upgrade_registry(resolve_url(url), where(ctx))
+    if before == after:
+        click.echo(f"{where(ctx)}: already at schema revision {after}")
+    else:
+        click.echo(f"{where(ctx)}: upgraded from schema revision {before or 'none'} to {after}")
+
+
+COMMANDS = (register, history, fields, render, verify, upgrade, export, import_registry)
