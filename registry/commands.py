@@ -285,6 +285,8 @@ def verify(ctx: click.Context, fmt: str) -> None:
     else:
         for problem in report.problems:
             click.echo(problem.describe())
+        for note in report.notes:
+            click.echo(f"note: {note}")
         state = "consistent" if report.ok else f"{len(report.problems)} problems"
         click.echo(f"registry {state}: {report.models} models, {report.releases} releases checked")
     if not report.ok:

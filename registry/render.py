@@ -36,6 +36,13 @@ def _comment(text: str, indent: str) -> str:
     return "".join(f"{indent}//{' ' if line else ''}{line}\n" for line in lines)
 
 
+def _one_line(text: str) -> str:
+    """Text for a single comment line: line breaks become spaces, so nothing can start a new line
+    (such as a forged ``// Release:`` header). Text without line breaks is returned unchanged."""
+    lines = text.splitlines()
+    return " ".join(line.strip() for line in lines) if len(lines) > 1 or text != "".join(lines) else text
+
+
 def _quoted(names: Iterable[str]) -> list[str]:
     return [f'"{name}"' for name in names]
 
@@ -50,6 +57,7 @@ _environment = jinja2.Environment(
 )
 _environment.filters["comment"] = _comment
 _environment.filters["quoted"] = _quoted
+_environment.filters["one_line"] = _one_line
 
 
 def render_package(package: ir.Package) -> str:
