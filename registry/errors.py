@@ -11,6 +11,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 """The command could not complete (a user error, or a check such as ``verify`` that failed)."""
 EXIT_USAGE = 2
+EXIT_RECORDED_NOT_RENDERED = 3
+"""``register`` recorded the release, but writing ``proto_versions/`` failed; ``protoreg render`` repairs it."""
 EXIT_FINDINGS = 100
 """Compatibility findings need a bigger version bump than declared (buf uses 100 as well)."""
 
@@ -64,3 +66,9 @@ class DatabaseError(ProtoregError):
 
 class NotFoundError(ProtoregError):
     """A model or release that is not in the registry."""
+
+
+class RecordedNotRenderedError(ProtoregError):
+    """A registration committed, then writing ``proto_versions/`` failed (exit code 3)."""
+
+    exit_code = EXIT_RECORDED_NOT_RENDERED

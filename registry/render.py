@@ -8,6 +8,7 @@ the IR and the templates, so a past release renders byte-identically forever.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,11 +91,23 @@ def render_tree(packages: Iterable[ir.Package]) -> list[RenderedFile]:
 class TreeDiff:
     stale: tuple[str, ...]  # files whose content differs
     missing: tuple[str, ...]  # files that should exist and do not
-    extra: tuple[str, ...]  # .proto files protoreg would not write (left alone)
+    extra: tuple[str, ...]  # .proto files protoreg would not write: serve would serve them
+    leftovers: tuple[str, ...] = ()  # temporary files of an interrupted render
 
     @property
     def clean(self) -> bool:
-        return not (self.stale or self.missing)
+        return not (self.stale or self.missing or self.extra or self.leftovers)
+
+
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+"""A file :func:`write_tree` writes before renaming it into place: ``.<name>.<pid>.tmp``."""
+
+
+def leftover_files(root: Path) -> list[str]:
+    """Temporary files an interrupted render (a full disk, SIGKILL) left under ``root``."""
+    if not root.is_dir():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*.tmp") if _TMP.match(p.name) and p.is_file())
 
 
 def diff_tree(root: Path, files: list[RenderedFile]) -> TreeDiff:
@@ -109,11 +122,41 @@ def diff_tree(root: Path, files: list[RenderedFile]) -> TreeDiff:
     extra = sorted(
         str(p.relative_to(root)) for p in root.rglob("*.proto") if str(p.relative_to(root)) not in wanted
     ) if root.exists() else []
-    return TreeDiff(tuple(stale), tuple(missing), tuple(extra))
+    return TreeDiff(tuple(stale), tuple(missing), tuple(extra), tuple(leftover_files(root)))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(root: Path) -> list[str]:
+    """Remove the temporary files of renders that are no longer running; returns their paths."""
+    removed = []
+    for path in leftover_files(root):
+        match = _TMP.match(Path(path).name)
+        assert match is not None
+        pid = int(match["pid"])
+        if pid != os.getpid() and _alive(pid):
+            continue  # another render is writing it right now
+        (root / path).unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def write_tree(root: Path, files: list[RenderedFile]) -> list[str]:
-    """Write the files that changed (atomically, one by one); returns their paths."""
+    """Write the files that changed (atomically, one by one); returns their paths.
+
+    Temporary files an earlier, interrupted render left behind are removed first, and a write
+    that fails removes its own before the error propagates.
+    """
+    if root.is_dir():
+        remove_leftovers(root)
     written = []
     for item in files:
         target = root / item.path
@@ -121,8 +164,12 @@ def write_tree(root: Path, files: list[RenderedFile]) -> list[str]:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # one per writer: no clash
-        tmp.write_text(item.content, encoding="utf-8")
-        tmp.replace(target)
+        try:
+            tmp.write_text(item.content, encoding="utf-8")
+            tmp.replace(target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         written.append(item.path)
         crash_point("rendering")
     return written
