@@ -21,7 +21,7 @@ import click
 from protoreg.registry import __version__
 from protoreg.registry.commands import COMMANDS as REGISTRY_COMMANDS
 from protoreg.registry.compat.commands import COMMANDS as COMPAT_COMMANDS
-from protoreg.registry.errors import ProtoregError
+from protoreg.registry.errors import ProtoregError, explain
 from protoreg.registry.site.commands import site
 from protoreg.service.commands import predict, serve
 
@@ -37,6 +37,12 @@ class ProtoregGroup(click.Group):
         except ProtoregError as error:
             click.echo(f"Error: {error}", err=True)
             ctx.exit(error.exit_code)
+        except Exception as error:
+            explained = explain(error)  # a database error, a full disk: one sentence, no traceback
+            if explained is None:
+                raise
+            click.echo(f"Error: {explained}", err=True)
+            ctx.exit(explained.exit_code)
 
 
 @click.group(cls=ProtoregGroup, context_settings={"help_option_names": ["-h", "--help"]})
