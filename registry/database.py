@@ -110,6 +110,9 @@ def _sqlite_engine(url: str, database: str) -> Engine:
     return engine
 
 
+SQLITE_CANTOPEN = 14
+
+
 def _sqlite_read_only_uri(path: Path) -> str:
     """A ``mode=ro`` URI for ``path``, or ``immutable=1`` when SQLite could not open it read-only.
 
@@ -124,8 +127,12 @@ def _sqlite_read_only_uri(path: Path) -> str:
             return f"{base}?mode=ro"
         finally:
             probe.close()
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError as error:
+        if error.sqlite_errorcode & 0xFF != SQLITE_CANTOPEN:
+            return f"{base}?mode=ro"  # a damaged or locked file: the caller reports it
         return f"{base}?immutable=1"
+    except (sqlite3.DatabaseError, UnicodeDecodeError):  # sqlite3 decodes a damaged schema's message as UTF-8
+        return f"{base}?mode=ro"
 
 
 def _sqlite_read_only_engine(path: Path) -> Engine:
@@ -245,7 +252,9 @@ def refuse_not_a_registry(engine: Engine, url: str, *, allow_empty: bool = False
     """
     try:
         tables = _table_names(engine, url)
-    except sqlite3.DatabaseError as error:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
+        if isinstance(error, UnicodeDecodeError):
+            error = sqlite3.DatabaseError("malformed database schema")
         raise DatabaseError(
             f"Cannot read the database at {describe_url(url)} ({error}); it was not changed; {WAY_OUT}"
         ) from error

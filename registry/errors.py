@@ -85,6 +85,11 @@ def explain(error: BaseException) -> ProtoregError | None:
 
         if isinstance(error, DBAPIError):
             return _explain_database(error)
+    if "sqlite3" in sys.modules:
+        import sqlite3
+
+        if isinstance(error, sqlite3.Error):
+            return _explain_database(error)
     if isinstance(error, OSError):
         where = f" ({error.filename})" if error.filename else ""
         fix = {

@@ -142,8 +142,8 @@ def remove_leftovers(root: Path) -> list[str]:
         match = _TMP.match(Path(path).name)
         assert match is not None
         pid = int(match["pid"])
-        if pid != os.getpid() and _alive(pid):
-            continue  # another render is writing it right now
+        if pid == os.getpid() or _alive(pid):
+            continue  # a render running right now is writing it (a failed write removes its own)
         (root / path).unlink(missing_ok=True)
         removed.append(path)
     return removed
