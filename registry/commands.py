@@ -20,8 +20,8 @@ from .errors import EXIT_FAILED, EXIT_FINDINGS, RecordedNotRenderedError, UsageE
 if TYPE_CHECKING:
     from .compat.findings import Report
     from .compat.gate import GatedRegistration
-    from .render import RenderedFile
     from .policy import Policy
+    from .render import RenderedFile
     from .schema import ModelSchema
     from .store import Registry
     from .transfer import Moved

@@ -135,14 +135,14 @@ def _check_compiles(served: list[tuple[str, str, str, str]]) -> list[Problem]:
     if not served:
         return []
     try:
-        compile_texts({path: text for _, _, path, text in served})
+        compile_texts({path: proto for _, _, path, proto in served})
         return []
     except ProtocError:
         pass
     problems = []
-    for model, version, path, text in served:
+    for model, version, path, proto in served:
         try:
-            compile_texts({path: text})
+            compile_texts({path: proto})
         except ProtocError as error:
             detail = " ".join(str(error).split(": ", 1)[-1].split())[:300]
             problems.append(Problem(
