@@ -352,11 +352,15 @@ def test_register_refuses_another_applications_sqlite_file_untouched(project: Pr
 def test_reads_leave_the_database_file_byte_for_byte_alone(cli_project) -> None:  # type: ignore[no-untyped-def]
     project, _ = cli_project
     db = project.root / "r.db"
+    connection = sqlite3.connect(db)
+    connection.execute("PRAGMA journal_mode=DELETE")  # as a restored backup may be: no read may switch it
+    connection.close()
     before = db.read_bytes()
     for args in (["verify"], ["history", "shop_model"], ["fields", "shop_model"], ["render", "--check"],
                  ["check", REF]):
         assert project.cli("--db", "sqlite:///r.db", *args).exit_code == 0, args
     assert db.read_bytes() == before
+    assert not (project.root / "r.db-wal").exists()
 
 
 @pytest.mark.postgres
