@@ -7,8 +7,10 @@ is the one place that knows all of them, so ``registry`` never imports ``service
 :class:`~protoreg.registry.errors.ProtoregError` from any command becomes one line on stderr and
 its exit code.
 
-Exit codes (``registry/errors.py``): 0 success, 1 could not complete, 2 usage error, 100 findings
-need a bigger version bump than declared.
+Exit codes (``registry/errors.py``): 0 success, 1 could not complete, 2 usage error, 3 ``register``
+recorded a release but could not write ``proto_versions/``, 100 findings need a bigger version bump
+than declared. A database error or a full disk (:func:`~protoreg.registry.errors.explain`) is one
+line too.
 """
 
 from __future__ import annotations
