@@ -130,6 +130,15 @@ def _sqlite_read_only_uri(path: Path) -> str:
     except sqlite3.OperationalError as error:
         if error.sqlite_errorcode & 0xFF != SQLITE_CANTOPEN:
             return f"{base}?mode=ro"  # a damaged or locked file: the caller reports it
+        wal = path.with_name(path.name + "-wal")
+        if wal.is_file() and wal.stat().st_size > 0:
+            # immutable=1 reads the main file only: committed releases in the log would be missed.
+            raise DatabaseError(
+                f'The registry "{path}" cannot be opened read-only: its directory cannot be written and it has '
+                f'a write-ahead log ("{wal.name}") that was never checkpointed; copy the database with its '
+                "-wal file to a writable directory, or checkpoint it (open it once with protoreg where it can "
+                "be written) before making it read-only"
+            ) from error
         return f"{base}?immutable=1"
     except (sqlite3.DatabaseError, UnicodeDecodeError):  # sqlite3 decodes a damaged schema's message as UTF-8
         return f"{base}?mode=ro"

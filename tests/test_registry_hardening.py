@@ -437,6 +437,24 @@ def test_read_commands_work_on_read_only_media(project: Project, media: Path) ->
     assert sorted(p.name for p in media.iterdir()) == ["proto_versions", "r.db", "shop"]
 
 
+def test_read_only_media_with_an_unchecked_write_ahead_log_is_refused_not_misread(
+    project: Project, media: Path
+) -> None:
+    # A copy taken while a writer held releases in the log: reading the main file alone would
+    # silently miss them, so the read is refused with the way out.
+    writer = sqlite3.connect(project.root / "r.db")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("UPDATE models SET display_name = 'only in the log'")
+    writer.commit()
+    shutil.copy(project.root / "r.db", media / "r.db")
+    shutil.copy(project.root / "r.db-wal", media / "r.db-wal")
+    writer.close()
+    with read_only(media, media / "r.db", media / "r.db-wal"):
+        result = project.cli("--db", "sqlite:///r.db", "history", "shop_model")
+    assert result.exit_code == 1, result.output
+    assert "has a write-ahead log (\"r.db-wal\") that was never checkpointed" in one_sentence(result.output)
+
+
 def test_a_read_only_database_file_on_register_is_one_sentence(project: Project, media: Path) -> None:
     with read_only(media / "r.db"):
         result = project.cli("--db", "sqlite:///r.db", "register", REF)
@@ -536,3 +554,17 @@ def test_a_backend_terminated_mid_registration_is_retried(postgres_url: str) -> 
     admin.dispose()
 
 
+
+
+def test_a_full_database_is_one_sentence_that_says_to_free_space(sqlite_url: str) -> None:
+    engine = create_engine(sqlite_url)
+    with pytest.raises(DBAPIError) as caught, engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (blob TEXT)")
+        page_count = connection.exec_driver_sql("PRAGMA page_count").scalar()
+        connection.exec_driver_sql(f"PRAGMA max_page_count = {page_count}")  # SQLite's own "disk is full"
+        connection.execute(text("INSERT INTO t VALUES (:v)"), {"v": "private " * 10_000})
+    engine.dispose()
+    assert not is_transient(caught.value)
+    sentence = str(explain(caught.value))
+    assert sentence.startswith("The registry database failed: database or disk is full;"), sentence
+    assert "free some disk space" in sentence and "private" not in sentence and "INSERT" not in sentence
