@@ -325,6 +325,9 @@ def _branches(items: list[tuple[Any, Any]]) -> tuple[str, frozenset[str]]:
         body = list(body[0][1][3])
     if len(body) == 1 and body[0][0] == c.BRANCH:
         return head + "|" + tail, frozenset(str(list(b)) for b in body[0][1][1])
+    if len(body) == 1 and body[0][0] == c.IN and all(op == c.LITERAL for op, _ in body[0][1]):
+        # the parser turns a|b of single characters into [ab]: one branch per character
+        return head + "|" + tail, frozenset(str([item]) for item in body[0][1])
     return head + "|" + tail, frozenset({str(body)})
 
 
@@ -409,3 +412,47 @@ def describe(contract: Contract, *, required: bool, unit: str) -> list[str]:
         lines.append("Deprecated" + (f": {contract.deprecated.strip()}" if contract.deprecated.strip() else ".")
                      + ("" if not contract.deprecated.strip() or contract.deprecated.strip().endswith(".") else "."))
     return lines
+
+
+# -- the declaration that keeps a renamed field's number ---------------------------------------
+
+_PYTHON_SCALARS = {"double": "float", "float": "float", "string": "str", "bytes": "bytes", "bool": "bool",
+                   "google.protobuf.Timestamp": "datetime", "google.protobuf.Duration": "timedelta"}
+
+
+def _python_type(proto: str, kind: str) -> str:
+    if proto in _PYTHON_SCALARS:
+        return _PYTHON_SCALARS[proto]
+    if kind == "scalar":
+        return "int"  # every other scalar is an integer type
+    return proto  # the enum or message class, named as the proto type
+
+
+def renamed_from_line(field: Any, old_name: str, message: str) -> str:
+    """The pydantic declaration of ``field`` (an ``ir.Field`` of ``message``) that says it was
+    ``old_name``: type, default, constraints, description and ``renamed_from``, ready to paste."""
+    from .naming import literal_enum_name
+
+    contract = field.contract or NO_CONTRACT
+    element = _python_type(field.type, field.kind)
+    if field.kind == "enum" and contract.choices and field.type == literal_enum_name(message, field.name):
+        element = f"Literal[{', '.join(json.dumps(c) for c in contract.choices)}]"
+    if field.label == "repeated":
+        annotation = f"list[{element}]"
+    elif field.label == "map":
+        annotation = f"dict[{_python_type(field.key_type or 'string', 'scalar')}, {element}]"
+    else:
+        annotation = element
+    if not field.required and contract.default == "null":
+        annotation = f"{annotation} | None"
+    args: list[str] = []
+    if not field.required and contract.default is not None:
+        args.append(repr(contract.default_value))
+    args += [f"{key}={value!r}" for key, value in contract.constraints.items()]
+    if field.description:
+        args.append(f"description={field.description!r}")
+    extra: dict[str, Any] = {"renamed_from": old_name}
+    if field.kind == "scalar" and field.type not in _PYTHON_SCALARS and field.type != "int64":
+        extra["type"] = field.type
+    args.append(f"json_schema_extra={{\"protoreg\": {json.dumps(extra)}}}")
+    return f"{field.name}: {annotation} = Field({', '.join(args)})"

@@ -95,7 +95,8 @@ def check_line(
                                     file_prefix=file_prefix, renames=renames_of(schema.to_dict()))
     releases = line.load_all()
     same = next((r for r in releases if r.version == schema.version), None)
-    return check_release(schema.model, releases, package, schema.version, fingerprint_against(schema, same.package if same else None),
+    fingerprint = fingerprint_against(schema, same.package if same else None)
+    return check_release(schema.model, releases, package, schema.version, fingerprint,
                          against=against, file_prefix=file_prefix, renames=renames_of(schema.to_dict()))
 
 
