@@ -87,6 +87,15 @@ class Field:
         return self.contract is not None and self.contract.deprecated is not None
 
     @property
+    def contract_words(self) -> tuple[str, ...]:
+        """The contract in plain words for the rendered comment; nothing when not recorded."""
+        if self.contract is None:
+            return ()
+        from .contract import describe
+
+        return tuple(describe(self.contract, required=self.required, unit=self.length_unit))
+
+    @property
     def integral(self) -> bool:
         """Whether the field holds integers (bounds on it compare as integers)."""
         return self.kind == "scalar" and typemap.is_integral(self.type)
