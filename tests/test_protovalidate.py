@@ -217,3 +217,25 @@ def test_a_valid_input_passes_both(tree: ProtoTree) -> None:
     assert protovalidate.collect_violations(message) == []
     with grpc.insecure_channel(ADDRESS[0]) as channel:
         assert _server_accepts(channel, message.SerializeToString())
+
+
+def test_the_policy_key_turns_it_on_for_register_and_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from protoreg.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[tool.protoreg]\nprotovalidate = true\n", encoding="utf-8")
+    base = ["--db", f"sqlite:///{tmp_path / 'r.db'}", "--protos", "protos"]
+    result = CliRunner().invoke(main, [*base, "register", "tests.test_protovalidate:CheckedModel"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "protos" / VALIDATE_PROTO).is_file()
+    assert "buf.validate.field" in (tmp_path / "protos/checked_model/v1/checked_model.proto").read_text()
+    assert CliRunner().invoke(main, [*base, "render", "--check"]).exit_code == 0
+    # without the key, the same registry renders no rules, and the tree is stale
+    (tmp_path / "pyproject.toml").write_text("[tool.protoreg]\nprotovalidate = false\n", encoding="utf-8")
+    assert CliRunner().invoke(main, [*base, "render", "--check"]).exit_code == 1
+    (tmp_path / "pyproject.toml").write_text('[tool.protoreg]\nprotovalidate = "yes"\n', encoding="utf-8")
+    refused = CliRunner().invoke(main, [*base, "render", "--check"])
+    assert refused.exit_code == 2
+    assert '"protovalidate" in [tool.protoreg]' in refused.output and "must be true or false" in refused.output
