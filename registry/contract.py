@@ -114,7 +114,8 @@ def _annotated_metadata(tp: Any) -> Iterator[Any]:
 def canonical_json(value: Any) -> str:
     from pydantic_core import to_jsonable_python
 
-    return json.dumps(to_jsonable_python(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(to_jsonable_python(value, fallback=repr), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
 
 
 def _deprecation(info: Any) -> str | None:
@@ -134,9 +135,13 @@ def read_contract(info: Any, *, required: bool, choices: tuple[str, ...] = ()) -
     _collect(_annotated_metadata(info.annotation), found)
     default: str | None = None
     if not required:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            value = info.get_default(call_default_factory=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                value = info.get_default(call_default_factory=True)
+        except TypeError:  # a default_factory that reads the other fields: no value to record
+            factory = getattr(info.default_factory, "__name__", "default_factory")
+            value = f"<computed by {factory}()>"
         default = canonical_json(value)
     return Contract(default=default, choices=choices, deprecated=_deprecation(info), **found)
 
@@ -409,8 +414,8 @@ def describe(contract: Contract, *, required: bool, unit: str) -> list[str]:
     if contract.pattern is not None:
         lines.append(f"Must match the regular expression {json.dumps(contract.pattern, ensure_ascii=False)}.")
     if contract.deprecated is not None:
-        lines.append("Deprecated" + (f": {contract.deprecated.strip()}" if contract.deprecated.strip() else ".")
-                     + ("" if not contract.deprecated.strip() or contract.deprecated.strip().endswith(".") else "."))
+        reason = " ".join(contract.deprecated.split()).rstrip(".")
+        lines.append(f"Deprecated: {reason}." if reason else "Deprecated.")
     return lines
 
 

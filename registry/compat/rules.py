@@ -833,6 +833,7 @@ def field_oneof_changed(pair: FieldPair) -> Iterator[Hit]:
 # that accepts more may hand old clients values they never expected. docs/compat.md, "Contracts".
 
 CONTRACTS = "docs/compat.md#contracts"
+SEMVER_DEPRECATION = "https://semver.org/#spec-item-7"
 
 
 def _contracts(pair: FieldPair) -> tuple[ir.Field, ir.Field, Contract, Contract] | None:
@@ -939,6 +940,43 @@ def field_model_default_changed(pair: FieldPair) -> Iterator[Hit]:
         cb.default,
         ca.default,
     )
+
+
+@rule(
+    id="FIELD_DEPRECATED",
+    name="field deprecated",
+    description=(
+        "A field is now marked deprecated (Field(deprecated=...), rendered [deprecated = true]); generated "
+        "code warns its users. Semantic Versioning asks for a minor version when anything is deprecated."
+    ),
+    category="SOURCE",
+    request="minor",
+    response="minor",
+    reference=SEMVER_DEPRECATION,
+)
+def field_deprecated(pair: FieldPair) -> Iterator[Hit]:
+    found = _contracts(pair)
+    if found is not None and found[2].deprecated is None and found[3].deprecated is not None:
+        b, a = found[0], found[1]
+        why = f": {found[3].deprecated}" if found[3].deprecated else ""
+        yield Hit(f"Field {_field_label(a, b)} on {_q(pair.message)} was deprecated{why.rstrip('.')}.",
+                  "not deprecated", "deprecated")
+
+
+@rule(
+    id="FIELD_DEPRECATION_REMOVED",
+    name="field no longer deprecated",
+    description="A deprecated field is supported again; generated code stops warning its users.",
+    category="SOURCE",
+    request="minor",
+    response="minor",
+    reference=SEMVER_DEPRECATION,
+)
+def field_deprecation_removed(pair: FieldPair) -> Iterator[Hit]:
+    found = _contracts(pair)
+    if found is not None and found[2].deprecated is not None and found[3].deprecated is None:
+        yield Hit(f"Field {_field_label(found[1], found[0])} on {_q(pair.message)} is no longer deprecated.",
+                  "deprecated", "not deprecated")
 
 
 @rule(
