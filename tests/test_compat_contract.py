@@ -284,3 +284,28 @@ def test_a_tighter_request_constraint_never_lowers_the_bump(
     plain, more = _required(old, new), _required(old, tighter)
     assert bump_rank(more) >= bump_rank(plain)
     assert _required(new, tighter) == "major"  # against the release it narrows, always major
+
+
+ANY_CONTRACT = st.builds(
+    Contract,
+    default=st.one_of(st.none(), st.sampled_from(["null", "0", '"x"', "[]"])),
+    gt=st.one_of(st.none(), st.integers(-3, 3), st.floats(-3, 3)),
+    ge=st.one_of(st.none(), st.integers(-3, 3)),
+    lt=st.one_of(st.none(), st.floats(-3, 3)),
+    le=st.one_of(st.none(), st.integers(-3, 3)),
+    multiple_of=st.one_of(st.none(), st.sampled_from([1, 2, 0.5, 0.1])),
+    min_length=st.one_of(st.none(), st.integers(0, 3)),
+    max_length=st.one_of(st.none(), st.integers(0, 3)),
+    pattern=st.one_of(st.none(), st.sampled_from(["^a$", "a|b", "(", ".*", "^(x|yz)$"])),
+    deprecated=st.one_of(st.none(), st.text(max_size=5)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(contract=ANY_CONTRACT, integral=st.booleans())
+def test_a_contract_compared_with_itself_has_no_change_and_survives_its_snapshot(contract: Contract,
+                                                                                 integral: bool) -> None:
+    from protoreg.registry.contract import contract_from_dict, contract_to_dict
+
+    assert compare_contracts(contract, contract, integral=integral) == []
+    assert contract_from_dict(json.loads(json.dumps(contract_to_dict(contract)))) == contract
