@@ -93,6 +93,8 @@ def _collect(items: Iterable[Any], found: dict[str, Any]) -> None:
                 continue
             if key == "pattern":
                 found[key] = value.pattern if isinstance(value, re.Pattern) else str(value)
+            elif key == "min_length" and int(value) == 0:
+                continue  # annotated_types.Len(max_length=n) says min_length=0: no constraint at all
             elif key in ("min_length", "max_length"):
                 found[key] = int(value)
             elif _number(value) is not None:

@@ -142,6 +142,8 @@ def test_a_release_registered_before_contracts_registers_again_as_a_no_op(tmp_pa
 def test_read_contract_covers_what_pydantic_expresses() -> None:
     from typing import Annotated, Literal
 
+    from pydantic import conbytes, conint
+
     class Sample(BaseModel):
         a: int = Field(gt=0, le=10, multiple_of=2)
         b: Annotated[str, Field(min_length=2, max_length=5, pattern="^a")] | None = None
@@ -149,6 +151,8 @@ def test_read_contract_covers_what_pydantic_expresses() -> None:
         d: str = Field("x", deprecated="use e")
         e: Literal["x", "y"] = "x"
         f: bytes = Field(min_length=1)
+        g: conbytes(max_length=3)  # type: ignore[valid-type]
+        h: conint(ge=0, lt=5) | None = Field(None, multiple_of=2)  # type: ignore[valid-type]
 
     schema = extract_schema(model(Sample, create_model("Out", score=(float, ...)), "1.0.0"))
     request = schema.message("PredictRequest")
@@ -160,6 +164,8 @@ def test_read_contract_covers_what_pydantic_expresses() -> None:
     assert contracts["d"] == Contract(default='"x"', deprecated="use e")
     assert contracts["e"] == Contract(default='"x"', choices=("x", "y"))
     assert contracts["f"] == Contract(min_length=1)
+    assert contracts["g"] == Contract(max_length=3)
+    assert contracts["h"] == Contract(default="null", ge=0, lt=5, multiple_of=2)
 
 
 def test_read_contract_records_no_default_for_a_required_field() -> None:
