@@ -60,11 +60,6 @@ def _numeric(f: ir.Field, c: Contract) -> list[str]:
     return rules
 
 
-def _lengths(kind: str, low: str, high: str, c: Contract) -> list[str]:
-    parts = [f"{key}: {value}" for key, value in ((low, c.min_length), (high, c.max_length)) if value is not None]
-    return [f"{RULE}.{kind} = {{{', '.join(parts)}}}"] if parts else []
-
-
 def field_rules(f: ir.Field) -> list[str]:
     """The ``buf.validate`` options of one field (``[]`` when it has no recorded contract)."""
     c = f.contract
@@ -81,7 +76,12 @@ def field_rules(f: ir.Field) -> list[str]:
         if parts:
             rules.append(f"{RULE}.repeated = {{{', '.join(parts)}}}")
     elif f.label == "map":
-        rules += _lengths("map", "min_pairs", "max_pairs", c)
+        parts = [f"{key}: {value}" for key, value in (("min_pairs", c.min_length), ("max_pairs", c.max_length))
+                 if value is not None]
+        if f.kind == "enum":
+            parts.append(f"values: {{{ENUM_DEFINED_SET}}}")  # as for list items
+        if parts:
+            rules.append(f"{RULE}.map = {{{', '.join(parts)}}}")
     elif f.kind == "scalar" and f.type in ("string", "bytes"):
         parts = [f"{key}: {value}" for key, value in (("min_len", c.min_length), ("max_len", c.max_length))
                  if value is not None]

@@ -51,6 +51,7 @@ class CheckedInput(BaseModel):
     size: Size
     mode: Literal["fast", "slow"] = "fast"
     small: int = Field(0, gt=-3, le=3, json_schema_extra={"protoreg": {"type": "sint32"}})
+    sizes: dict[str, Size] = Field(default_factory=dict, max_length=2)
 
 
 class CheckedOutput(BaseModel):
@@ -93,6 +94,7 @@ def test_the_rendering_carries_the_rules_and_ships_validate_proto(protos: Path) 
     assert "(buf.validate.field).repeated = {min_items: 1, max_items: 3}" in text
     assert "(buf.validate.field).sint32 = {gt: -3, lte: 3}" in text
     assert "(buf.validate.field).enum = {defined_only: true, not_in: [0]}" in text
+    assert "(buf.validate.field).map = {max_pairs: 2, values: {enum: {defined_only: true, not_in: [0]}}}" in text
     shipped = (protos / VALIDATE_PROTO).read_text(encoding="utf-8")
     assert shipped == (vendored_include() / VALIDATE_PROTO).read_text(encoding="utf-8")
     assert shipped.startswith("// Copyright 2023-2026 Buf Technologies, Inc.")  # the license header, intact
@@ -134,6 +136,7 @@ ANY = {
     "size": st.one_of(st.none(), st.integers(0, 3)),
     "mode": st.one_of(st.none(), st.integers(0, 3)),
     "small": st.one_of(st.none(), _near(-3, 3)),
+    "sizes": st.dictionaries(st.sampled_from("abc"), st.integers(0, 3), max_size=3),
 }
 # Values that keep every rule, so that an input with one or two values from ANY is often valid.
 VALID = {
@@ -146,6 +149,7 @@ VALID = {
     "size": st.integers(1, 2),
     "mode": st.one_of(st.none(), st.integers(1, 2)),
     "small": st.one_of(st.none(), st.integers(-2, 3)),
+    "sizes": st.dictionaries(st.sampled_from("abc"), st.integers(1, 2), max_size=2),
 }
 
 
@@ -165,6 +169,8 @@ def _message(tree: ProtoTree, values: dict[str, Any]) -> Any:
             continue
         if name == "scores":
             message.scores.extend(value)
+        elif name == "sizes":
+            message.sizes.update(value)
         else:
             setattr(message, name, value)
     return message
@@ -193,6 +199,8 @@ BASE: dict[str, Any] = {"count": 5, "ratio": 0.5, "code": "ab1", "scores": [1], 
 @example(values={**BASE, "mode": 3})
 @example(values={**BASE, "small": -3})
 @example(values={**BASE, "small": 4})
+@example(values={**BASE, "sizes": {"a": 0}})
+@example(values={**BASE, "sizes": {"a": 1, "b": 1, "c": 2}})
 @example(values=BASE)
 def test_protovalidate_and_the_server_refuse_the_same_inputs(tree: ProtoTree, values: dict[str, Any]) -> None:
     message = _message(tree, values)
