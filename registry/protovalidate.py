@@ -34,6 +34,12 @@ def _literal(value: float | int, integral: bool) -> str | None:
     return repr(float(value))
 
 
+def _in_range(proto_type: str, value: float | int) -> bool:
+    bits = 32 if proto_type.endswith("32") else 64
+    low, high = (0, 2**bits) if proto_type.startswith(("uint", "fixed")) else (-(2 ** (bits - 1)), 2 ** (bits - 1))
+    return bool(low <= value < high)
+
+
 def _numeric(f: ir.Field, c: Contract) -> list[str]:
     integral = typemap.is_integral(f.type)
     unsigned = f.type.startswith(("uint", "fixed"))
@@ -44,8 +50,8 @@ def _numeric(f: ir.Field, c: Contract) -> list[str]:
             continue
         if integral and isinstance(value, float) and not value.is_integer():
             value = rounding(value)  # an integer bound that accepts the same integers
-        if unsigned and value < 0:
-            continue  # an unsigned field holds no negative number: the bound says nothing
+        if integral and not _in_range(f.type, value):
+            continue  # beyond what the type holds (protoc would refuse the literal); pydantic still checks
         text = _literal(value, integral)
         if text is not None:
             parts.append(f"{key}: {text}")
