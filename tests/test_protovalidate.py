@@ -247,3 +247,23 @@ def test_the_policy_key_turns_it_on_for_register_and_render(tmp_path: Path, monk
     refused = CliRunner().invoke(main, [*base, "render", "--check"])
     assert refused.exit_code == 2
     assert '"protovalidate" in [tool.protoreg]' in refused.output and "must be true or false" in refused.output
+
+
+@pytest.mark.parametrize(("proto_type", "contract", "rules"), [
+    ("int64", {"ge": -1, "le": 1e20}, ["(buf.validate.field).int64 = {gte: -1}"]),
+    ("uint32", {"ge": -1, "lt": 5}, ["(buf.validate.field).uint32 = {lt: 5}"]),
+    ("int64", {"gt": 0.5}, ["(buf.validate.field).int64 = {gt: 0}"]),
+    ("uint64", {"multiple_of": 3}, ['(buf.validate.field).cel = {id: "multiple_of", message: "must be a multiple '
+                                    'of 3", expression: "this % 3u == 0u"}']),
+    ("double", {"multiple_of": 0.5, "lt": 2}, ["(buf.validate.field).double = {lt: 2.0}"]),
+    ("bytes", {"max_length": 3}, ["(buf.validate.field).bytes = {max_len: 3}"]),
+])
+def test_field_rules_hold_what_the_type_can_say(proto_type: str, contract: dict[str, Any], rules: list[str]) -> None:
+    from protoreg.registry import ir
+    from protoreg.registry.contract import Contract
+    from protoreg.registry.protovalidate import field_rules, unmapped
+
+    f = ir.Field("x", 1, proto_type, contract=Contract(**contract))
+    assert field_rules(f) == rules
+    assert bool(unmapped(f)) == (proto_type == "double" and "multiple_of" in contract)
+    assert field_rules(ir.Field("x", 1, proto_type, required=True)) == []  # nothing recorded: no rules
