@@ -267,3 +267,15 @@ def test_field_rules_hold_what_the_type_can_say(proto_type: str, contract: dict[
     assert field_rules(f) == rules
     assert bool(unmapped(f)) == (proto_type == "double" and "multiple_of" in contract)
     assert field_rules(ir.Field("x", 1, proto_type, required=True)) == []  # nothing recorded: no rules
+
+
+def test_the_server_compiles_a_tree_without_its_copy_of_validate_proto(protos: Path, tmp_path: Path) -> None:
+    """protoc's include path holds protoreg's own copy, so a tree deployed without it still loads."""
+    import shutil
+
+    copy = tmp_path / "protos"
+    shutil.copytree(protos, copy)
+    shutil.rmtree(copy / "buf")
+    tree = load_protos(copy)
+    assert tree.release("checked_model", 1) is not None
+    assert tree.pool.FindFileByName(VALIDATE_PROTO) is not None
