@@ -128,7 +128,8 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
         refuse_unknown_releases(registry, root, where(ctx), [s.model for s in schemas])
         outcomes = [register_checked(registry, s, dry_run=dry_run, file_prefix=str(root), policy=policy)
                     for s in schemas]
-        written = [] if dry_run else write_tree(root, render_tree(registry.served_packages()))
+        written = [] if dry_run else write_tree(
+            root, render_tree(registry.served_packages(), protovalidate=policy.protovalidate))
     for outcome in outcomes:
         schema, result, report = outcome.schema, outcome.result, outcome.report
         if result is None:
@@ -243,7 +244,7 @@ def render(ctx: click.Context, check: bool, out_dir: Path | None, release_ref: s
             packages = registry.served_packages()
         if check and release_ref is None:
             refuse_unknown_releases(registry, root, where(ctx))
-    files = render_tree(packages)
+    files = render_tree(packages, protovalidate=policy_of(ctx).protovalidate)
     if check:
         diff = diff_tree(root, files)
         if diff.clean:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import naming, typemap
+from .contract import Contract, contract_from_dict, contract_to_dict
 from .typemap import Kind
 
 Label = Literal["optional", "singular", "repeated", "map"]
@@ -65,7 +66,9 @@ class Field:
     ``label`` is ``optional`` for a singular field with explicit presence (every singular field
     protoreg renders has it, so ``0.0`` and "absent" differ), ``singular`` for implicit presence
     (only in packages read from descriptors), ``repeated`` or ``map``. ``required`` is the
-    pydantic side of the contract: the model cannot run without a value.
+    pydantic side of the contract: the model cannot run without a value. ``contract`` is the rest
+    of it (default, bounds, lengths, pattern, choices, deprecation); ``None`` when the snapshot was
+    registered before protoreg recorded contracts, or read from descriptors.
     """
 
     name: str
@@ -77,6 +80,32 @@ class Field:
     required: bool = False
     description: str = ""
     json_name: str | None = None
+    contract: Contract | None = None
+
+    @property
+    def deprecated(self) -> bool:
+        return self.contract is not None and self.contract.deprecated is not None
+
+    @property
+    def contract_words(self) -> tuple[str, ...]:
+        """The contract in plain words for the rendered comment; nothing when not recorded."""
+        if self.contract is None:
+            return ()
+        from .contract import describe
+
+        return tuple(describe(self.contract, required=self.required, unit=self.length_unit))
+
+    @property
+    def integral(self) -> bool:
+        """Whether the field holds integers (bounds on it compare as integers)."""
+        return self.kind == "scalar" and typemap.is_integral(self.type)
+
+    @property
+    def length_unit(self) -> str:
+        """What ``min_length``/``max_length`` count on this field."""
+        if self.label in ("repeated", "map"):
+            return "items" if self.label == "repeated" else "entries"
+        return "bytes" if self.type == "bytes" else "characters"
 
     @property
     def proto_type(self) -> str:
@@ -240,6 +269,11 @@ class Package:
         }
         return tuple(sorted(needed))
 
+    @property
+    def contracts_recorded(self) -> bool:
+        """Whether this snapshot records field contracts (releases registered before it do not)."""
+        return any(f.contract is not None for m in self.messages for f in m.fields)
+
     def message(self, name: str) -> Message | None:
         return next((m for m in self.messages if m.name == name), None)
 
@@ -283,6 +317,8 @@ def package_to_dict(package: Package) -> dict[str, Any]:
                         "required": f.required,
                         "description": f.description,
                         "json_name": f.json_name,
+                        # only written when recorded, so older snapshots serialise as they always did
+                        **({"contract": contract_to_dict(f.contract)} if f.contract is not None else {}),
                     }
                     for f in m.fields
                 ],
@@ -348,6 +384,7 @@ def package_from_dict(data: dict[str, Any]) -> Package:
                         required=bool(f.get("required", False)),
                         description=f.get("description", ""),
                         json_name=f.get("json_name"),
+                        contract=contract_from_dict(f["contract"]) if "contract" in f else None,
                     )
                     for f in m.get("fields", [])
                 ),

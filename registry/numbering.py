@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import ir, naming, typemap
+from .contract import NO_CONTRACT
 from .errors import NumberingError
 from .naming import (
     PREDICT_METHOD,
@@ -231,6 +232,7 @@ def _ir_message(name: str, description: str, scope: Scope, used: dict[int, Field
             key_type=spec.key_type,
             required=spec.required,
             description=spec.description,
+            contract=spec.contract,
         )
         for number, spec in used.items()
     )
@@ -272,13 +274,13 @@ def build_package(
         ir.Message(
             STREAM_REQUEST_MESSAGE,
             (ir.Field(STREAM_REQUEST_FIELD, 1, REQUEST_MESSAGE, "message", "optional", None, True,
-                      "One request of the stream."),),
+                      "One request of the stream.", contract=NO_CONTRACT),),
             "One item of a PredictStream call; wraps a PredictRequest.",
         ),
         ir.Message(
             STREAM_RESPONSE_MESSAGE,
             (ir.Field(STREAM_RESPONSE_FIELD, 1, RESPONSE_MESSAGE, "message", "optional", None, True,
-                      "The answer to the request at the same position of the stream."),),
+                      "The answer to the request at the same position of the stream.", contract=NO_CONTRACT),),
             "One answer of a PredictStream call; wraps a PredictResponse.",
         ),
     )

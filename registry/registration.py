@@ -62,7 +62,7 @@ def _register_once(
         model_id = tx.lock_model(schema.model, schema.display_name, schema.description, create=not dry_run)
         crash_point("locked")
         existing = tx.release(model_id, schema.model, schema.version) if model_id is not None else None
-        if existing is not None and existing.fingerprint == schema.fingerprint:
+        if existing is not None and existing.fingerprint == fingerprint_against(schema, existing.package):
             return RegisterResult("unchanged", schema.model, schema.version, existing.package, (), existing)
         line = tx.release_line(model_id, schema.model) if model_id is not None else _no_releases(schema)
         newest = line.newest
@@ -89,6 +89,15 @@ def _register_once(
         _write(tx, model_id, schema, version, numbered, line.lineage)
         crash_point("before_commit")
         return RegisterResult("created", schema.model, schema.version, numbered.package, numbered.changes, newest)
+
+
+def fingerprint_against(schema: ModelSchema, release: ir.Package | None) -> str:
+    """The fingerprint to compare with a release's (``release`` is its snapshot): one registered
+    before protoreg recorded field contracts was fingerprinted without them, so the same model
+    still matches it and registering it again stays a no-op."""
+    if release is not None and not release.contracts_recorded:
+        return schema.structure_fingerprint
+    return schema.fingerprint
 
 
 def _no_releases(schema: ModelSchema) -> ReleaseLine:

@@ -55,6 +55,7 @@ from .binding import ServedModel, bind_model
 from .capacity import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STREAMS, DEFAULT_WORKERS, watcher_limit
 from .compile import ProtoTree, load_protos
 from .convert import RequestError, Violation
+from .deprecation import DeprecatedFields
 from .health import NOT_SERVING, SERVING, HealthServicer
 from .health import SERVICE as HEALTH_SERVICE
 from .limits import Slots
@@ -124,6 +125,7 @@ class ModelServicer:
         messages = model.release.file.message_types_by_name
         self.stream_request = message_factory.GetMessageClass(messages[STREAM_REQUEST_MESSAGE])
         self.stream_response = message_factory.GetMessageClass(messages[STREAM_RESPONSE_MESSAGE])
+        self.deprecated = DeprecatedFields(model.codec.request_class.DESCRIPTOR, self.subject)
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         service = self.model.service_name
@@ -136,7 +138,8 @@ class ModelServicer:
         """``Predict`` for the other transports (the JSON side), on the same path as gRPC's."""
         model = self.model
         return {f"/{model.service_name}/{PREDICT_METHOD}": UnaryMethod(
-            model.codec.request_class, self.predict_message, (model.name, model.version))}
+            model.codec.request_class, self.predict_message, (model.name, model.version),
+            self.deprecated.note if self.deprecated.active else None)}
 
     def _input(self, request: Any) -> Any:
         """The model's input from a request message; RequestError for the client, INTERNAL for a bug."""
@@ -168,6 +171,8 @@ class ModelServicer:
                     message = self.model.codec.parse(request)
             except RequestError as error:
                 raise invalid(str(error), error.violations) from error
+            if self.deprecated.active:
+                self.deprecated.note(message, context.peer())
             return (await self.predict_message(message, _deadline(context))).SerializeToString()  # type: ignore[no-any-return]
         except Status as status:
             await abort(context, status)
@@ -246,6 +251,8 @@ class ModelServicer:
                         item = self.stream_request.FromString(raw)
                     except Exception as error:
                         raise RequestError(f"bytes are not a valid {STREAM_REQUEST_MESSAGE} ({error})") from error
+                    if self.deprecated.active:
+                        self.deprecated.note(item.request, context.peer())  # type: ignore[attr-defined]
                     data = self._input(item.request)  # type: ignore[attr-defined]
                 except RequestError as error:
                     violations = [Violation(f"[{index}].request.{v.field}", v.description) for v in error.violations]

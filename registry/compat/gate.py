@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .. import ir
 from ..errors import EXIT_FINDINGS, NotFoundError, ProtoregError
 from ..numbering import Numbered, allocate_numbers
-from ..registration import RegisterResult, register_release
+from ..registration import RegisterResult, fingerprint_against, register_release
 from ..schema import ModelSchema
 from ..store import Registry
 from ..versioning import parse_version
@@ -90,11 +90,15 @@ def check_line(
         # the same release, or a changed schema under an old version?); hashing a big schema
         # costs more than the rest of the check, so it is skipped otherwise.
         same_version = parse_version(schema.version) == newest.parsed_version or schema.version == newest.version
-        fingerprint = schema.fingerprint if same_version else None
+        fingerprint = fingerprint_against(schema, newest.package) if same_version else None
         return check_against_newest(schema.model, newest, line.lineage, package, schema.version, fingerprint,
                                     file_prefix=file_prefix, renames=renames_of(schema.to_dict()))
-    return check_release(schema.model, line.load_all(), package, schema.version, schema.fingerprint,
+    releases = line.load_all()
+    same = next((r for r in releases if r.version == schema.version), None)
+    fingerprint = fingerprint_against(schema, same.package if same else None)
+    return check_release(schema.model, releases, package, schema.version, fingerprint,
                          against=against, file_prefix=file_prefix, renames=renames_of(schema.to_dict()))
+
 
 
 class ReleaseGate:
