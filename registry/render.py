@@ -69,13 +69,25 @@ class RenderedFile:
 
 
 def render_tree(packages: Iterable[ir.Package]) -> list[RenderedFile]:
-    """Every file ``proto_versions/`` should hold for these packages (one per major line)."""
+    """Every file ``proto_versions/`` should hold for these packages (one per major line), with
+    the files of the existing APIs adopted lines stand for, as they were adopted."""
+    packages = list(packages)
+    legacy = {path: text for p in packages if p.legacy is not None for path, text in p.legacy.files}
     files = [
-        RenderedFile("buf.yaml", BUF_YAML),
+        RenderedFile("buf.yaml", _buf_yaml(sorted(legacy))),
         RenderedFile(REGISTRY_PROTO_PATH, render_registry_proto()),
     ]
     files += [RenderedFile(p.proto_path, render_package(p)) for p in packages]
+    files += [RenderedFile(path, text) for path, text in legacy.items()]
     return sorted(files, key=lambda f: f.path)
+
+
+def _buf_yaml(legacy: list[str]) -> str:
+    """``BUF_YAML``; adopted APIs' files are kept as their clients know them, so lint skips them."""
+    if not legacy:
+        return BUF_YAML
+    ignore = "".join(f"    - {path}\n" for path in legacy)
+    return BUF_YAML.replace("    - STANDARD\n", f"    - STANDARD\n  ignore:\n{ignore}", 1)
 
 
 @dataclass(frozen=True)
