@@ -4,8 +4,9 @@ A :class:`ModelRecord` is everything a registry database holds about one model t
 derived: the model row, every release (date, fingerprint, the protoreg that registered it, the
 changes, the schema tree, the numbered snapshot, the rendered text, the reservation rows) and the
 allocation ledger (every number ever handed out, per message and enum, with the release that first
-had it), and how the first release was adopted from an existing API, if it was. Row ids are not part of it and neither is the lineage, which is rebuilt from the
-snapshots. ``store`` turns rows into records and back; ``textform`` writes records as text.
+had it), and how the first release was adopted from an existing API, if it was. Row ids are not
+part of it and neither is the lineage, which is rebuilt from the snapshots. ``store`` turns rows
+into records and back; ``textform`` writes records as text.
 Records compare equal exactly when two registries hold the same model.
 """
 

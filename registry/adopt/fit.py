@@ -24,7 +24,7 @@ from ..errors import ProtoregError, UsageError
 from ..numbering import History, Slot
 from ..protoc import compile_descriptor_set
 from ..schema import FieldSpec, ModelSchema, split_optional
-from .record import Adoption, LegacyReservation
+from .record import Adoption, LegacyReservation, merge_ranges
 
 WELL_KNOWN_PREFIX = "google/protobuf/"
 
@@ -101,17 +101,17 @@ def _json_name(name: str) -> str:
     return re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), name).replace("_", "")
 
 
-def read_legacy(files: list[Path]) -> tuple[_Legacy, list[tuple[str, str]], dict[Path, str]]:
+def read_legacy(files: list[Path]) -> tuple[_Legacy, list[tuple[str, str]]]:
     """Compile ``files`` with protoc (from their common directory, so their imports resolve
-    relative to it) and index them. Returns the index, the legacy files to render beside the model
-    (path relative to that directory, text), and each given file's relative path."""
+    relative to it) and index them. Returns the index and the legacy files to render beside the
+    model (path relative to that directory, text)."""
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise UsageError(f'--proto "{missing[0]}" is not a file; pass the .proto file(s) that define the existing API')
     resolved = [f.resolve() for f in files]
     root = Path(os.path.commonpath([str(f.parent) for f in resolved]))
-    relative = {given: str(path.relative_to(root)) for given, path in zip(files, resolved, strict=True)}
-    descriptor_set = compile_descriptor_set(root, sorted(set(relative.values())), include_imports=True)
+    relative = sorted({str(path.relative_to(root)) for path in resolved})
+    descriptor_set = compile_descriptor_set(root, relative, include_imports=True)
     legacy = _Legacy()
     texts: list[tuple[str, str]] = []
     for file in descriptor_set.file:
@@ -134,7 +134,7 @@ def read_legacy(files: list[Path]) -> tuple[_Legacy, list[tuple[str, str]], dict
         for service in package.services:
             for method in service.methods:
                 legacy.methods[f"/{prefix}{service.name}/{method.name}"] = method
-    return legacy, sorted(texts), relative
+    return legacy, sorted(texts)
 
 
 def _find(legacy: _Legacy, name: str, option: str) -> str:
@@ -149,7 +149,7 @@ def _find(legacy: _Legacy, name: str, option: str) -> str:
     raise UsageError(f'{option} "{name}" is not a message of the given .proto files (messages: {known})')
 
 
-def _annotation(legacy_field: ir.Field, model_type: str) -> str:
+def _annotation(legacy_field: ir.Field) -> str:
     """The pydantic line that declares ``legacy_field`` as the existing API has it."""
     name, proto = legacy_field.name, legacy_field.type
     if legacy_field.kind == "scalar":
@@ -171,7 +171,6 @@ def _annotation(legacy_field: ir.Field, model_type: str) -> str:
     elif legacy_field.label == "map":
         key = next((r.title for r in typemap.PYTHON_TYPES if r.proto == legacy_field.key_type), "str")
         element = f"dict[{key}, {element}]"
-    del model_type
     return f"{name}: {element}{extra}"
 
 
@@ -242,12 +241,10 @@ class _Fitter:
         numbers = [*message.reserved_numbers, *(ir.ReservedRange(lf.number, lf.number) for lf in lacking)]
         names = sorted({*message.reserved_names, *(lf.name for lf in lacking)})
         if numbers or names:
-            from .record import merge_ranges
-
             self.reservations.append(LegacyReservation("message", model, merge_ranges(numbers), tuple(names)))
 
     def fit_field(self, model: str, spec: FieldSpec, lf: ir.Field, facts: ir.FieldFacts, where: str) -> bool:
-        fix = _annotation(lf, spec.type.name)
+        fix = _annotation(lf)
         if facts.oneof is not None:
             self.miss(where, f'the legacy field is in oneof "{facts.oneof}", which protoreg does not render',
                       "nothing: a model with this field cannot be adopted; leave it out (it is reserved)")
@@ -276,7 +273,7 @@ class _Fitter:
                     self.miss(where, f'the model has "{spec.type_text}" but the existing API "{lf.type_text}"', fix)
                     return False
             elif lf.type not in self.legacy.messages:
-                self.miss(where, f'the legacy message "{lf.type}" is not in the given files', f"--proto with its file")
+                self.miss(where, f'the legacy message "{lf.type}" is not in the given files', "--proto with its file")
                 return False
             else:
                 self.pair_message(spec.type.name, lf.type, where)
@@ -288,8 +285,7 @@ class _Fitter:
                 return False
         if lf.label == "singular" and self.optional_in_python(model, spec.name):
             self.miss(where, "the legacy field has implicit presence: 0 and absent are the same on the wire, so "
-                             "it can never be None", fix.replace(": ", ": ", 1) + (" = 0" if lf.kind == "scalar" and
-                                                                                    "=" not in fix else ""))
+                             "it can never be None; drop the Optional", fix)
             return False
         return True
 
@@ -321,8 +317,6 @@ class _Fitter:
         numbers = [*enum.reserved_numbers, *(ir.ReservedRange(v.number, v.number) for v in lacking)]
         names = sorted({*enum.reserved_names, *(v.name for v in lacking)})
         if numbers or names:
-            from .record import merge_ranges
-
             self.reservations.append(LegacyReservation("enum", model, merge_ranges(numbers), tuple(names)))
 
 
@@ -330,7 +324,7 @@ def plan_adoption(
     schema: ModelSchema, files: list[Path], request: str, response: str, rpc: str | None
 ) -> Plan:
     """Fit ``schema`` to the existing API; raises :class:`AdoptionMismatchError` listing every mismatch."""
-    legacy, texts, relative = read_legacy(files)
+    legacy, texts = read_legacy(files)
     request_name = _find(legacy, request, "--request")
     response_name = _find(legacy, response, "--response")
     if rpc is not None:
@@ -364,6 +358,5 @@ def plan_adoption(
         reserved=tuple(fitter.reservations),
         files=tuple(texts),
     )
-    del relative
     pairs = tuple(sorted(fitter.message_pairs.items())) + tuple(sorted(fitter.enum_pairs.items()))
     return Plan(adoption, fitter.history, tuple(fitter.kept), tuple(fitter.reserved_fields), pairs)
