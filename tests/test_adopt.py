@@ -3,8 +3,10 @@ with the line to write, the adoption kept by every later release, and the legacy
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -13,6 +15,7 @@ from google.protobuf import descriptor_pool, message_factory
 
 from protoreg.registry.database import open_registry
 from protoreg.registry.protoc import compile_descriptor_set
+from protoreg.registry.textstore import open_location
 from tests.project_support import Project
 from tests.test_adopt_guide import Served
 
@@ -280,6 +283,8 @@ def test_the_text_form_carries_the_adoption(project: Project) -> None:
     assert project.cli("--db", "proto_registry", *ADOPT).exit_code == 0
     text = (project.root / "proto_registry" / "shop_model.txt").read_text()
     assert "\nadoption\n" in text
+    with open_location("proto_registry") as text_registry:  # read straight from the file, first thing
+        assert text_registry.adoption("shop_model") is not None
     assert project.cli("--db", "sqlite:///copy.db", "import", "proto_registry").exit_code == 0
     with open_registry("sqlite:///copy.db") as registry:
         adoption = registry.adoption("shop_model")
@@ -288,6 +293,8 @@ def test_the_text_form_carries_the_adoption(project: Project) -> None:
     exported = project.cli("--db", "sqlite:///copy.db", "export", "--to", "-")
     assert exported.output == text
     write_model(project, version="1.1.0", more_inputs="    channel: str = \"\"\n")
+    checked = project.cli("--db", "proto_registry", "check", "shop.models:ShopModel")  # the text form, read only
+    assert checked.exit_code == 0 and "FIELD_PRESENCE_CHANGED" not in checked.output, checked.output
     assert project.cli("--db", "sqlite:///copy.db", "register", "shop.models:ShopModel").exit_code == 0
     assert "  Status status = 3;\n" in block(rendered(project), "PredictRequest")
 
@@ -304,7 +311,7 @@ def _legacy_classes() -> tuple[type, type]:
 def test_serve_answers_the_legacy_path_and_lists_what_is_not_bound(project: Project) -> None:
     write_model(project)
     assert project.cli(*ADOPT).exit_code == 0
-    served = Served(project.root, ["serve", "shop.models:ShopModel"])
+    served = Served(project.root, ["serve", "shop.models:ShopModel", "--http-address", "127.0.0.1:0"])
     try:
         assert "serving /shop.v0.Shop/Judge (legacy) with shop_model.v1.ShopModelService/Predict" in served.lines
         assert ("not bound: /shop.v0.Shop/Ping answers UNIMPLEMENTED (bind it with --bind "
@@ -322,6 +329,11 @@ def test_serve_answers_the_legacy_path_and_lists_what_is_not_bound(project: Proj
                 channel.unary_unary("/shop.v0.Shop/Ping")(b"", timeout=30)
             assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
             assert "--bind /shop.v0.Shop/Ping=module:function" in (error.value.details() or "")
+        (http,) = [line.split()[2] for line in served.lines if line.startswith("http on ")]
+        request = urllib.request.Request(f"{http.rstrip('/')}/shop.v0.Shop/Judge", data=b'{"id": "abcd"}',
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as answer:  # the JSON side answers the legacy path too
+            assert json.loads(answer.read()) == {"score": 4.0, "ok": True}
     finally:
         served.stop()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..commands import open_from, policy_of, protos_dir, schemas_of
+from ..commands import open_from, policy_of, protos_dir, schemas_of, where
 
 
 @click.command()
@@ -35,6 +35,7 @@ def adopt(ctx: click.Context, model_ref: str, proto_files: tuple[Path, ...], req
     (`protoreg register`), and `history` names the file the first release was adopted from.
     """
     from ..compat.gate import ReleaseGate
+    from ..crosscheck import refuse_unknown_releases
     from ..registration import register_release
     from ..render import render_tree, write_tree
     from .fit import AdoptionMismatchError, plan_adoption
@@ -50,6 +51,7 @@ def adopt(ctx: click.Context, model_ref: str, proto_files: tuple[Path, ...], req
     root = protos_dir(ctx)
     gate = ReleaseGate(file_prefix=str(root), policy=policy)
     with open_from(ctx, write=not dry_run) as registry:
+        refuse_unknown_releases(registry, root, where(ctx), [schema.model])
         result = register_release(registry, schema, dry_run=dry_run, gate=gate, adopting=plan)
         written = [] if dry_run else write_tree(root, render_tree(registry.served_packages()))
     if result.status == "unchanged":
