@@ -75,8 +75,6 @@ def read_release_header(text: str) -> tuple[str, str] | None:
     return (match["model"], match["version"]) if match else None
 
 
-# -- the service and its messages --------------------------------------------------------------
-
 _LEGACY_RPC_HEADER = re.compile(r"^// Legacy RPC: (?P<path>/[A-Za-z0-9_.]+/[A-Za-z0-9_]+)\s*$", re.MULTILINE)
 
 
@@ -95,6 +93,8 @@ def read_legacy_rpc(text: str) -> str | None:
     match = _LEGACY_RPC_HEADER.search(text)
     return match.group("path") if match else None
 
+
+# -- the service and its messages --------------------------------------------------------------
 
 REQUEST_MESSAGE = "PredictRequest"
 RESPONSE_MESSAGE = "PredictResponse"
