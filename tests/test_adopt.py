@@ -372,3 +372,15 @@ def test_a_bind_that_cannot_be_served_stops_serve_in_one_sentence(project: Proje
     result = project.run("serve", "shop.models:ShopModel", "--address", "127.0.0.1:0", "--bind", bind)
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_serve_refuses_a_legacy_path_no_file_declares(project: Project) -> None:
+    write_model(project)
+    assert project.cli(*ADOPT).exit_code == 0
+    legacy = project.root / "proto_versions" / "shop.proto"
+    legacy.write_text(legacy.read_text().replace("  rpc Judge(Order) returns (Verdict);\n", ""))
+    result = project.run("serve", "shop.models:ShopModel", "--address", "127.0.0.1:0")
+    assert result.returncode == 1
+    assert ("names the legacy RPC /shop.v0.Shop/Judge, which no file of proto_versions declares; re-render it with "
+            "`protoreg render`") in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
