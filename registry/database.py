@@ -11,10 +11,11 @@ history.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -99,13 +100,75 @@ def _sqlite_engine(url: str, database: str) -> Engine:
     return engine
 
 
-def open_registry(url: str | None = None) -> Registry:
-    """Open (creating or upgrading as needed) the registry at ``url``."""
+WAY_OUT = "point --db (or $PROTOREG_DB, or db under [tool.protoreg]) at the registry"
+
+
+def open_registry(url: str | None = None, *, create: bool = True) -> Registry:
+    """Open (upgrading as needed) the registry at ``url``.
+
+    With ``create`` false (every command that only reads) a database that does not exist, or
+    holds no protoreg registry, is refused untouched: a read must never start from nothing and
+    report "first release" to a CI gate that is looking in the wrong place.
+    """
     resolved = resolve_url(url)
+    if not create:
+        _refuse_missing_file(resolved)
     engine = create_registry_engine(resolved)
     try:
+        if not create:
+            _refuse_not_a_registry(engine, resolved)
         retry(lambda: ensure_schema(engine, describe_url(resolved)))
     except DBAPIError as error:
         engine.dispose()
         raise DatabaseError(f"Cannot open the registry at {describe_url(resolved)}: {first_line(error)}") from error
     return Registry(engine, resolved)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (None for other backends and in-memory databases)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # create_registry_engine says what is wrong with it
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def _refuse_missing_file(url: str) -> None:
+    path = _sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise DatabaseError(
+            f'There is no registry at {describe_url(url)}: the file "{path}" does not exist; {WAY_OUT}, '
+            "or run protoreg register (or protoreg import) to create one"
+        )
+
+
+def _table_names(engine: Engine, url: str) -> set[str]:
+    path = _sqlite_file(url)
+    if path is None:
+        return set(inspect(engine).get_table_names())
+    # Read-only and outside the engine, whose connections switch the file to WAL: a file that
+    # turns out not to be a registry must be left exactly as it was.
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        connection.close()
+
+
+def _refuse_not_a_registry(engine: Engine, url: str) -> None:
+    try:
+        tables = _table_names(engine, url)
+    except sqlite3.DatabaseError as error:
+        raise DatabaseError(
+            f"Cannot read the database at {describe_url(url)} ({error}); it was not changed; {WAY_OUT}"
+        ) from error
+    if "alembic_version" in tables:
+        return
+    engine.dispose()
+    what = "it is empty" if not tables else f"it holds other tables ({', '.join(sorted(tables)[:5])})"
+    raise DatabaseError(
+        f"The database at {describe_url(url)} is not a protoreg registry ({what}) and was not changed; "
+        f"{WAY_OUT}, or run protoreg register (or protoreg import) to create one"
+    )

@@ -69,7 +69,7 @@ def open_location(url: str | None, *, write: bool = False) -> Registry:
     resolved = resolve_url(url)
     if is_text_location(resolved):
         return TextRegistry(Path(resolved), write=write)
-    return open_registry(resolved)
+    return open_registry(resolved, create=write)
 
 
 def _not_a_registry(directory: Path, problem: str) -> DatabaseError:

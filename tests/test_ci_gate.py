@@ -5,6 +5,8 @@ directory, a class serve could not create, and unknown keys under a field's prot
 
 from __future__ import annotations
 
+import sqlite3
+
 from tests.project_support import Project
 
 REF = "shop.models:ShopModel"
@@ -32,6 +34,7 @@ def test_protos_rendered_from_another_registry_stop_check_register_and_render_ch
 
 def test_a_new_model_says_so_once(project: Project) -> None:
     project.model("1.0.0")
+    assert project.cli("--db", "sqlite:///r.db", "--protos", "elsewhere", "register", "iris_model").exit_code == 0
     result = project.cli("--db", "sqlite:///r.db", "check", REF)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
@@ -40,6 +43,43 @@ def test_a_new_model_says_so_once(project: Project) -> None:
         "shop_model 1.0.0 passed (first release, nothing to compare): no findings",
     ]
     assert result.output.count("first release") == 1
+
+
+def test_commands_that_read_never_create_a_database_and_say_where_to_look(project: Project) -> None:
+    project.model("1.0.0")
+    sentence = ('There is no registry at sqlite:///missing.db: the file "missing.db" does not exist; point --db '
+                "(or $PROTOREG_DB, or db under [tool.protoreg]) at the registry")
+    reads = (["check", REF], ["diff", "shop_model", "1.0.0", "1.0.0"], ["history", "shop_model"],
+             ["fields", "shop_model"], ["render"], ["render", "--check"], ["verify"], ["export", "--to", "text"],
+             ["site", "--out", "site"])
+    for args in reads:
+        result = project.cli("--db", "sqlite:///missing.db", *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert sentence in result.output, (args, result.output)
+        assert not (project.root / "missing.db").exists(), args
+    # The default URL too: a fresh runner with no protoreg.db is not a first release.
+    result = project.cli("check", REF)
+    assert result.exit_code == 1 and "There is no registry at sqlite:///protoreg.db" in result.output, result.output
+    assert not (project.root / "protoreg.db").exists()
+
+
+def test_a_database_that_is_not_a_registry_is_refused_untouched(project: Project) -> None:
+    other = project.root / "other.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE models (name TEXT)")
+    before = other.read_bytes()
+    for args in (["verify"], ["history", "shop_model"], ["check", REF]):
+        project.model("1.0.0")
+        result = project.cli("--db", "sqlite:///other.db", *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert ("The database at sqlite:///other.db is not a protoreg registry (it holds other tables (models)) "
+                "and was not changed") in result.output, result.output
+        assert other.read_bytes() == before, args
+    empty = project.root / "empty.db"
+    empty.touch()
+    result = project.cli("--db", "sqlite:///empty.db", "history", "shop_model")
+    assert result.exit_code == 1 and "is not a protoreg registry (it is empty)" in result.output, result.output
+    assert empty.read_bytes() == b""
 
 
 def test_register_refuses_a_forgotten_bump_with_exit_100_as_check_does(project: Project) -> None:
@@ -113,6 +153,7 @@ class Fine(Churn):
     def __init__(self):
         self.weights = None
 ''')
+    assert project.cli("--db", "sqlite:///r.db", "--protos", "elsewhere", "register", "iris_model").exit_code == 0
     expected = {
         "shop.abstract:Churn": 'Model class "shop.abstract:Churn" cannot be instantiated, so protoreg serve could '
                                "not create it: it does not define __init__ (abstract in ml_base.ml_model.MLModel)",

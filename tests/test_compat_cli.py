@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from pydantic import BaseModel
 
 from protoreg.cli import main
+from protoreg.registry.database import open_registry
 from tests.conftest import make_model
 
 
@@ -63,6 +64,8 @@ def cli(tmp_path: Path, *args: str) -> Any:
 
 
 def test_check_passes_fails_and_explains_in_three_formats(tmp_path: Path, models: str) -> None:
+    with open_registry(f"sqlite:///{tmp_path / 'r.db'}"):  # a registry with no release yet
+        pass
     first = cli(tmp_path, "check", f"{models}:V1")
     assert first.exit_code == 0, first.output
     assert "first release" in first.output

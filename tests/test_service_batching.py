@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protoreg.cli import main
+from protoreg.registry.database import open_registry
 from protoreg.service.batching import BatchPolicy, ModelLine
 from protoreg.service.compile import ProtoTree, load_protos
 from protoreg.service.server import ModelServer
@@ -328,6 +329,8 @@ def test_check_refuses_a_predict_batch_that_does_not_fit(tmp_path: Path, monkeyp
                                                          cls: str, problem: str) -> None:
     (tmp_path / "batchy.py").write_text(BAD_BATCH_MODELS)
     monkeypatch.syspath_prepend(str(tmp_path))
+    with open_registry(f"sqlite:///{tmp_path / 'r.db'}"):  # a registry with no release yet
+        pass
     result = CliRunner().invoke(main, ["--db", f"sqlite:///{tmp_path / 'r.db'}", "check", f"batchy:{cls}"])
     assert result.exit_code == 1, result.output
     assert f'"batchy:{cls}".predict_batch {problem}' in result.output

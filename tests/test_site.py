@@ -367,6 +367,8 @@ def test_pages_need_neither_the_database_nor_sqlalchemy() -> None:
 
 def test_an_empty_registry_gives_an_index_that_says_so(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'empty.db'}"
+    with open_registry(db):  # a registry with its tables and no release yet
+        pass
     result = invoke(db, tmp_path / "protos", "site", "--out", str(tmp_path / "site"))
     assert result.exit_code == 0, result.output
     assert "0 models, 1 pages" in result.output

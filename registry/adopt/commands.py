@@ -50,7 +50,8 @@ def adopt(ctx: click.Context, model_ref: str, proto_files: tuple[Path, ...], req
         raise
     root = protos_dir(ctx)
     gate = ReleaseGate(file_prefix=str(root), policy=policy)
-    with open_from(ctx, write=not dry_run) as registry:
+    # like register, even for --dry-run: an adoption is a first release, so there may be no registry yet
+    with open_from(ctx, write=True) as registry:
         refuse_unknown_releases(registry, root, where(ctx), [schema.model])
         result = register_release(registry, schema, dry_run=dry_run, gate=gate, adopting=plan)
         written = [] if dry_run else write_tree(root, render_tree(registry.served_packages()))
