@@ -216,6 +216,28 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Legacy:
+    """The existing API a model line was adopted from (``protoreg adopt``).
+
+    ``request`` and ``response`` are the full names of the legacy messages that became
+    ``PredictRequest`` and ``PredictResponse``; ``rpc`` the legacy method path the server also
+    answers (empty when none was given); ``files`` the legacy ``.proto`` files as
+    ``(path inside proto_versions/, text)``, rendered beside the model's file so the server can
+    serve and reflect the legacy service.
+    """
+
+    source: str
+    request: str
+    response: str
+    rpc: str = ""
+    files: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def header(self) -> str:
+        return naming.legacy_header(self.source, self.request, self.response, self.rpc)
+
+
+@dataclass(frozen=True)
 class Package:
     """A whole proto package: what one ``.proto`` file of ``proto_versions/`` holds.
 
@@ -233,6 +255,8 @@ class Package:
     enums: tuple[Enum, ...] = ()
     services: tuple[Service, ...] = ()
     file_name: str = ""
+    legacy: Legacy | None = None
+    """Set on every release of a major line adopted from an existing API (``protoreg adopt``)."""
     facts: Mapping[str, Mapping[int, FieldFacts]] = field(default_factory=dict, compare=False, hash=False)
     """Message name -> field number -> :class:`FieldFacts`, for fields that have any."""
     features: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False, hash=False)
@@ -294,7 +318,26 @@ def _ranges_from_list(items: list[list[int]]) -> tuple[ReservedRange, ...]:
     return tuple(ReservedRange(int(a), int(b)) for a, b in items)
 
 
+def _legacy_to_dict(legacy: Legacy) -> dict[str, Any]:
+    return {"source": legacy.source, "request": legacy.request, "response": legacy.response, "rpc": legacy.rpc,
+            "files": [[path, text] for path, text in legacy.files]}
+
+
+def _legacy_from_dict(data: dict[str, Any] | None) -> Legacy | None:
+    if not data:
+        return None
+    return Legacy(data["source"], data["request"], data["response"], data.get("rpc", ""),
+                  tuple((str(path), str(text)) for path, text in data.get("files", [])))
+
+
 def package_to_dict(package: Package) -> dict[str, Any]:
+    data = _package_to_dict(package)
+    if package.legacy is not None:  # only adopted lines carry the key: other snapshots stay as they were
+        data["legacy"] = _legacy_to_dict(package.legacy)
+    return data
+
+
+def _package_to_dict(package: Package) -> dict[str, Any]:
     return {
         "package": package.package,
         "model": package.model,
@@ -369,6 +412,7 @@ def package_from_dict(data: dict[str, Any]) -> Package:
         description=data.get("description", ""),
         version=data.get("version", ""),
         file_name=data.get("file_name", ""),
+        legacy=_legacy_from_dict(data.get("legacy")),
         messages=tuple(
             Message(
                 name=m["name"],

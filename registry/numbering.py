@@ -18,6 +18,7 @@ The rules (DESIGN.md, invariants 1-5):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import ir, naming, typemap
@@ -103,8 +104,8 @@ class Numbered:
     changes: tuple[Change, ...]
 
 
-def _fresh_number(scope: Scope, taken: set[int]) -> int:
-    number = max([*scope.slots, *taken], default=0) + 1
+def _fresh_number(scope: Scope, taken: set[int], floor: int = 0) -> int:
+    number = max([*scope.slots, *taken, floor], default=0) + 1
     if number in ir.RESERVED_FIELD_NUMBERS and scope.kind == "message":
         number = ir.RESERVED_FIELD_NUMBERS.stop
     limit = ir.FIELD_NUMBER_MAX if scope.kind == "message" else 2**31 - 1
@@ -116,8 +117,15 @@ def _fresh_number(scope: Scope, taken: set[int]) -> int:
     return number
 
 
-def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
-    """Number ``schema`` against ``history``. Returns a new history; the input is not changed."""
+def allocate_numbers(
+    history: History, schema: ModelSchema, floors: Mapping[tuple[str, str], int] | None = None
+) -> Numbered:
+    """Number ``schema`` against ``history``. Returns a new history; the input is not changed.
+
+    ``floors`` (``(kind, name)`` -> number) keeps fresh numbers of a scope above numbers that
+    are not in the ledger but taken all the same: those an adopted API reserved (``protoreg adopt``).
+    """
+    floors = floors or {}
     history = _copy(history)
     changes: list[Change] = []
     messages: list[ir.Message] = []
@@ -164,7 +172,7 @@ def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
                         action = "restored" if action == "added" else action
                         break
             if slot is None:
-                number = _fresh_number(scope, set(used))
+                number = _fresh_number(scope, set(used), floors.get(("message", message.name), 0))
                 slot = Slot(number, spec.name, key)
                 scope.slots[number] = slot
             if slot.name != spec.name:
@@ -198,7 +206,7 @@ def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
         for value in enum.values:
             slot = by_name.get(value.name)
             if slot is None or slot.number in used_values:
-                slot = Slot(_fresh_number(scope, set(used_values)), value.name)
+                slot = Slot(_fresh_number(scope, set(used_values), floors.get(("enum", enum.name), 0)), value.name)
                 scope.slots[slot.number] = slot
                 changes.append(Change("added", enum.name, value.name, slot.number))
             elif not slot.active:

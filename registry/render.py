@@ -102,26 +102,35 @@ class RenderedFile:
     content: str
 
 
-BUF_YAML_PROTOVALIDATE = BUF_YAML.replace(
-    "    - STANDARD\n",
-    "    - STANDARD\n"
-    "  # protovalidate's own file, shipped unchanged so clients compile offline: its package is\n"
-    "  # buf.validate, with no version suffix\n"
-    f"  ignore_only:\n    PACKAGE_VERSION_SUFFIX:\n      - {VALIDATE_PROTO}\n",
-)
-
-
 def render_tree(packages: Iterable[ir.Package], *, protovalidate: bool = False) -> list[RenderedFile]:
-    """Every file ``proto_versions/`` should hold for these packages (one per major line);
-    ``protovalidate`` adds ``buf.validate`` rules and ships ``buf/validate/validate.proto``."""
+    """Every file ``proto_versions/`` should hold for these packages (one per major line), with
+    the files of the existing APIs adopted lines stand for, as they were adopted; ``protovalidate``
+    adds ``buf.validate`` rules and ships ``buf/validate/validate.proto``."""
+    packages = list(packages)
+    legacy = {path: text for p in packages if p.legacy is not None for path, text in p.legacy.files}
     files = [
-        RenderedFile("buf.yaml", BUF_YAML_PROTOVALIDATE if protovalidate else BUF_YAML),
+        RenderedFile("buf.yaml", _buf_yaml(sorted(legacy), protovalidate)),
         RenderedFile(REGISTRY_PROTO_PATH, render_registry_proto()),
     ]
     if protovalidate:
         files.append(RenderedFile(VALIDATE_PROTO, (vendored_include() / VALIDATE_PROTO).read_text(encoding="utf-8")))
     files += [RenderedFile(p.proto_path, render_package(p, protovalidate=protovalidate)) for p in packages]
+    files += [RenderedFile(path, text) for path, text in legacy.items()]
     return sorted(files, key=lambda f: f.path)
+
+
+def _buf_yaml(legacy: list[str], protovalidate: bool) -> str:
+    """``BUF_YAML``, with lint told to skip the files protoreg ships but did not design.
+
+    Adopted APIs' files are kept as their clients know them; protovalidate's own file is shipped
+    unchanged so clients compile offline, and its package, buf.validate, has no version suffix.
+    """
+    extra = ""
+    if legacy:
+        extra += "  ignore:\n" + "".join(f"    - {path}\n" for path in legacy)
+    if protovalidate:
+        extra += f"  ignore_only:\n    PACKAGE_VERSION_SUFFIX:\n      - {VALIDATE_PROTO}\n"
+    return BUF_YAML.replace("    - STANDARD\n", f"    - STANDARD\n{extra}", 1)
 
 
 @dataclass(frozen=True)

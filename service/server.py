@@ -58,6 +58,7 @@ from .convert import RequestError, Violation
 from .deprecation import DeprecatedFields
 from .health import NOT_SERVING, SERVING, HealthServicer
 from .health import SERVICE as HEALTH_SERVICE
+from .legacy import LegacyRoutes, legacy_routes, load_bound
 from .limits import Slots
 from .models import ModelSource, choose
 from .registry_service import REGISTRY_SERVICE, RegistryServicer
@@ -98,6 +99,7 @@ class ServeOptions:
     drain: float = 10.0  # seconds a line gone from proto_versions/ stays, NOT_SERVING, before UNIMPLEMENTED
     http_address: str | None = None  # JSON over HTTP (Connect), health and the browser there (service/http.py)
     site: Path | None = None  # a `protoreg site --out` directory whose pages the HTTP side serves at /
+    bindings: tuple[tuple[str, str], ...] = ()  # --bind: (legacy method path, module:function) (service/legacy.py)
 
 
 # -- model services ---------------------------------------------------------------------------
@@ -406,6 +408,8 @@ class ModelServer:
         self.health: HealthServicer | None = None
         self.router: Router | None = None
         self.unary: dict[str, UnaryMethod] = {}  # the unary methods served now, for the JSON side
+        self.bound = {path: load_bound(ref, path) for path, ref in options.bindings}  # --bind
+        self.legacy = LegacyRoutes()  # adopted APIs' paths served now (service/legacy.py)
         self.http: HttpEndpoint | None = None  # --http-address (service/http.py)
         if options.http_address is not None:
             from .http import HttpEndpoint
@@ -465,11 +469,19 @@ class ModelServer:
         handlers: dict[str, grpc.RpcMethodHandler] = {}
         unary: dict[str, UnaryMethod] = {}
         every = {**self.served, **self.draining}
+        own: dict[str, grpc.RpcMethodHandler] = {}
         for name, model in every.items():
             servicer = ModelServicer(model, self.tree, self.lines[name], self._streams, telemetry)
             for path, handler in servicer.handlers().items():
+                own[path] = handler
                 handlers[path] = telemetry.wrap(path, handler, (model.name, model.version))
             unary.update(servicer.unary())
+        legacy = legacy_routes(list(every.values()), unary, own, self.tree, self.bound)
+        for path, handler in legacy.handlers.items():
+            line = every.get(legacy.served.get(path, ""))
+            handlers[path] = telemetry.wrap(path, handler, (line.name, line.version) if line else ("", ""))
+        unary.update(legacy.unary)
+        self.legacy = legacy
         service_names = list(every)
         if self.tree.registry_file is not None:
             registry = RegistryServicer(list(every.values()), self.tree)
@@ -480,7 +492,7 @@ class ModelServer:
         self.unary = unary
         for path, handler in self.health.handlers().items():
             handlers[path] = telemetry.wrap(path, handler)
-        reflected = [*service_names, HEALTH_SERVICE, REFLECTION_V1ALPHA, REFLECTION_V1]
+        reflected = [*service_names, *legacy.services, HEALTH_SERVICE, REFLECTION_V1ALPHA, REFLECTION_V1]
         reflection = ReflectionServicer(reflected, pool=self.tree.pool)
         for name in (REFLECTION_V1ALPHA, REFLECTION_V1):
             path = f"/{name}/ServerReflectionInfo"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .. import ir
 from ..errors import EXIT_FINDINGS, NotFoundError, ProtoregError
-from ..numbering import Numbered, allocate_numbers
+from ..numbering import Numbered
 from ..registration import RegisterResult, fingerprint_against, register_release
 from ..schema import ModelSchema
 from ..store import Registry
@@ -49,9 +49,18 @@ def check_schema(
     line = registry.release_line(schema.model)
     if against is not None and (line is None or not line.versions):
         raise NotFoundError(f'Model "{schema.model}" has no releases, so there is no "{against}" to check against')
-    numbered = allocate_numbers(registry.history(schema.model), schema)
+    numbered = _number(registry, schema)
     return finish(check_line(line, numbered.package, schema, against=against, file_prefix=file_prefix), schema,
                   policy)
+
+
+def _number(registry: ReleaseSource, schema: ModelSchema) -> Numbered:
+    """The schema numbered as ``register`` would number it (an adopted model's adoption applied)."""
+    from ..adopt.record import number_schema
+
+    adoption_of = getattr(registry, "adoption", None)  # a store has it; a plain ReleaseSource need not
+    adoption = adoption_of(schema.model) if callable(adoption_of) else None
+    return number_schema(registry.history(schema.model), schema, adoption)
 
 
 def finish(report: Report, schema: ModelSchema, policy: Policy | None) -> Report:
