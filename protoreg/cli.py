@@ -1,11 +1,11 @@
 """The ``protoreg`` command: global options, error reporting, and every command, wired here.
 
 Commands live next to the code they drive: ``registry/commands.py`` (register, history, fields,
-render, verify), ``registry/compat/commands.py`` (check, diff, breaking, rules),
-``registry/site/commands.py`` (site) and ``service/commands.py`` (serve, predict). This module
-is the one place that knows all of them, so ``registry`` never imports ``service``. A
-:class:`~protoreg.registry.errors.ProtoregError` from any command becomes one line on stderr and
-its exit code.
+render, verify), ``registry/adopt/commands.py`` (adopt), ``registry/compat/commands.py`` (check,
+diff, breaking, rules), ``registry/site/commands.py`` (site) and ``service/commands.py`` (serve,
+predict). This module is the one place that knows all of them, so ``registry`` never imports
+``service``. A :class:`~protoreg.registry.errors.ProtoregError` from any command becomes one line on
+stderr and its exit code.
 
 Exit codes (``registry/errors.py``): 0 success, 1 could not complete, 2 usage error, 3 ``register``
 recorded a release but could not write ``proto_versions/``, 100 findings need a bigger version bump
@@ -21,13 +21,14 @@ from typing import Any
 import click
 
 from protoreg.registry import __version__
+from protoreg.registry.adopt.commands import COMMANDS as ADOPT_COMMANDS
 from protoreg.registry.commands import COMMANDS as REGISTRY_COMMANDS
 from protoreg.registry.compat.commands import COMMANDS as COMPAT_COMMANDS
 from protoreg.registry.errors import ProtoregError, explain
 from protoreg.registry.site.commands import site
 from protoreg.service.commands import predict, serve
 
-COMMANDS: tuple[click.Command, ...] = (*REGISTRY_COMMANDS, *COMPAT_COMMANDS, site, serve, predict)
+COMMANDS: tuple[click.Command, ...] = (*REGISTRY_COMMANDS, *ADOPT_COMMANDS, *COMPAT_COMMANDS, site, serve, predict)
 
 
 class ProtoregGroup(click.Group):

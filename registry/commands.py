@@ -131,7 +131,8 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
         outcomes = [register_checked(registry, s, dry_run=dry_run, file_prefix=str(root), policy=policy)
                     for s in schemas]
         written, failure = ([], None) if dry_run else _write_after_commit(
-            root, render_tree(registry.served_packages()), [o for o in outcomes if o.result is not None])
+            root, render_tree(registry.served_packages(), protovalidate=policy.protovalidate),
+            [o for o in outcomes if o.result is not None])
     for outcome in outcomes:
         schema, result, report = outcome.schema, outcome.result, outcome.report
         if result is None:
@@ -266,7 +267,7 @@ def render(ctx: click.Context, check: bool, out_dir: Path | None, release_ref: s
             packages = registry.served_packages()
         if check and release_ref is None:
             refuse_unknown_releases(registry, root, where(ctx))
-    files = render_tree(packages)
+    files = render_tree(packages, protovalidate=policy_of(ctx).protovalidate)
     if check:
         diff = diff_tree(root, files)
         if diff.clean:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import naming, typemap
+from .contract import Contract, contract_from_dict, contract_to_dict
 from .typemap import Kind
 
 Label = Literal["optional", "singular", "repeated", "map"]
@@ -65,7 +66,9 @@ class Field:
     ``label`` is ``optional`` for a singular field with explicit presence (every singular field
     protoreg renders has it, so ``0.0`` and "absent" differ), ``singular`` for implicit presence
     (only in packages read from descriptors), ``repeated`` or ``map``. ``required`` is the
-    pydantic side of the contract: the model cannot run without a value.
+    pydantic side of the contract: the model cannot run without a value. ``contract`` is the rest
+    of it (default, bounds, lengths, pattern, choices, deprecation); ``None`` when the snapshot was
+    registered before protoreg recorded contracts, or read from descriptors.
     """
 
     name: str
@@ -77,6 +80,32 @@ class Field:
     required: bool = False
     description: str = ""
     json_name: str | None = None
+    contract: Contract | None = None
+
+    @property
+    def deprecated(self) -> bool:
+        return self.contract is not None and self.contract.deprecated is not None
+
+    @property
+    def contract_words(self) -> tuple[str, ...]:
+        """The contract in plain words for the rendered comment; nothing when not recorded."""
+        if self.contract is None:
+            return ()
+        from .contract import describe
+
+        return tuple(describe(self.contract, required=self.required, unit=self.length_unit))
+
+    @property
+    def integral(self) -> bool:
+        """Whether the field holds integers (bounds on it compare as integers)."""
+        return self.kind == "scalar" and typemap.is_integral(self.type)
+
+    @property
+    def length_unit(self) -> str:
+        """What ``min_length``/``max_length`` count on this field."""
+        if self.label in ("repeated", "map"):
+            return "items" if self.label == "repeated" else "entries"
+        return "bytes" if self.type == "bytes" else "characters"
 
     @property
     def proto_type(self) -> str:
@@ -187,6 +216,28 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Legacy:
+    """The existing API a model line was adopted from (``protoreg adopt``).
+
+    ``request`` and ``response`` are the full names of the legacy messages that became
+    ``PredictRequest`` and ``PredictResponse``; ``rpc`` the legacy method path the server also
+    answers (empty when none was given); ``files`` the legacy ``.proto`` files as
+    ``(path inside proto_versions/, text)``, rendered beside the model's file so the server can
+    serve and reflect the legacy service.
+    """
+
+    source: str
+    request: str
+    response: str
+    rpc: str = ""
+    files: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def header(self) -> str:
+        return naming.legacy_header(self.source, self.request, self.response, self.rpc)
+
+
+@dataclass(frozen=True)
 class Package:
     """A whole proto package: what one ``.proto`` file of ``proto_versions/`` holds.
 
@@ -204,6 +255,8 @@ class Package:
     enums: tuple[Enum, ...] = ()
     services: tuple[Service, ...] = ()
     file_name: str = ""
+    legacy: Legacy | None = None
+    """Set on every release of a major line adopted from an existing API (``protoreg adopt``)."""
     facts: Mapping[str, Mapping[int, FieldFacts]] = field(default_factory=dict, compare=False, hash=False)
     """Message name -> field number -> :class:`FieldFacts`, for fields that have any."""
     features: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False, hash=False)
@@ -240,6 +293,11 @@ class Package:
         }
         return tuple(sorted(needed))
 
+    @property
+    def contracts_recorded(self) -> bool:
+        """Whether this snapshot records field contracts (releases registered before it do not)."""
+        return any(f.contract is not None for m in self.messages for f in m.fields)
+
     def message(self, name: str) -> Message | None:
         return next((m for m in self.messages if m.name == name), None)
 
@@ -260,7 +318,26 @@ def _ranges_from_list(items: list[list[int]]) -> tuple[ReservedRange, ...]:
     return tuple(ReservedRange(int(a), int(b)) for a, b in items)
 
 
+def _legacy_to_dict(legacy: Legacy) -> dict[str, Any]:
+    return {"source": legacy.source, "request": legacy.request, "response": legacy.response, "rpc": legacy.rpc,
+            "files": [[path, text] for path, text in legacy.files]}
+
+
+def _legacy_from_dict(data: dict[str, Any] | None) -> Legacy | None:
+    if not data:
+        return None
+    return Legacy(data["source"], data["request"], data["response"], data.get("rpc", ""),
+                  tuple((str(path), str(text)) for path, text in data.get("files", [])))
+
+
 def package_to_dict(package: Package) -> dict[str, Any]:
+    data = _package_to_dict(package)
+    if package.legacy is not None:  # only adopted lines carry the key: other snapshots stay as they were
+        data["legacy"] = _legacy_to_dict(package.legacy)
+    return data
+
+
+def _package_to_dict(package: Package) -> dict[str, Any]:
     return {
         "package": package.package,
         "model": package.model,
@@ -283,6 +360,8 @@ def package_to_dict(package: Package) -> dict[str, Any]:
                         "required": f.required,
                         "description": f.description,
                         "json_name": f.json_name,
+                        # only written when recorded, so older snapshots serialise as they always did
+                        **({"contract": contract_to_dict(f.contract)} if f.contract is not None else {}),
                     }
                     for f in m.fields
                 ],
@@ -333,6 +412,7 @@ def package_from_dict(data: dict[str, Any]) -> Package:
         description=data.get("description", ""),
         version=data.get("version", ""),
         file_name=data.get("file_name", ""),
+        legacy=_legacy_from_dict(data.get("legacy")),
         messages=tuple(
             Message(
                 name=m["name"],
@@ -348,6 +428,7 @@ def package_from_dict(data: dict[str, Any]) -> Package:
                         required=bool(f.get("required", False)),
                         description=f.get("description", ""),
                         json_name=f.get("json_name"),
+                        contract=contract_from_dict(f["contract"]) if "contract" in f else None,
                     )
                     for f in m.get("fields", [])
                 ),

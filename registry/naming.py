@@ -77,6 +77,25 @@ def read_release_header(text: str) -> tuple[str, str] | None:
     return (match["model"], match["version"]) if match else None
 
 
+_LEGACY_RPC_HEADER = re.compile(r"^// Legacy RPC: (?P<path>/[A-Za-z0-9_.]+/[A-Za-z0-9_]+)\s*$", re.MULTILINE)
+
+
+def legacy_header(source: str, request: str, response: str, rpc: str) -> str:
+    """The comment lines of a line adopted from an existing API (``protoreg adopt``): the file it
+    came from, which messages became the request and the response, and the legacy RPC path the
+    server also answers (read back by :func:`read_legacy_rpc`)."""
+    text = f"// Adopted from: {source} ({request} -> {REQUEST_MESSAGE}, {response} -> {RESPONSE_MESSAGE})"
+    if rpc:
+        text += f"\n// Legacy RPC: {rpc}"
+    return text
+
+
+def read_legacy_rpc(text: str) -> str | None:
+    """The ``// Legacy RPC: /pkg.Service/Method`` of a rendered file, if it has one."""
+    match = _LEGACY_RPC_HEADER.search(text)
+    return match.group("path") if match else None
+
+
 # -- the service and its messages --------------------------------------------------------------
 
 REQUEST_MESSAGE = "PredictRequest"

@@ -18,9 +18,11 @@ The rules (DESIGN.md, invariants 1-5):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import ir, naming, typemap
+from .contract import NO_CONTRACT
 from .errors import NumberingError
 from .naming import (
     PREDICT_METHOD,
@@ -102,8 +104,8 @@ class Numbered:
     changes: tuple[Change, ...]
 
 
-def _fresh_number(scope: Scope, taken: set[int]) -> int:
-    number = max([*scope.slots, *taken], default=0) + 1
+def _fresh_number(scope: Scope, taken: set[int], floor: int = 0) -> int:
+    number = max([*scope.slots, *taken, floor], default=0) + 1
     if number in ir.RESERVED_FIELD_NUMBERS and scope.kind == "message":
         number = ir.RESERVED_FIELD_NUMBERS.stop
     limit = ir.FIELD_NUMBER_MAX if scope.kind == "message" else 2**31 - 1
@@ -115,8 +117,15 @@ def _fresh_number(scope: Scope, taken: set[int]) -> int:
     return number
 
 
-def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
-    """Number ``schema`` against ``history``. Returns a new history; the input is not changed."""
+def allocate_numbers(
+    history: History, schema: ModelSchema, floors: Mapping[tuple[str, str], int] | None = None
+) -> Numbered:
+    """Number ``schema`` against ``history``. Returns a new history; the input is not changed.
+
+    ``floors`` (``(kind, name)`` -> number) keeps fresh numbers of a scope above numbers that
+    are not in the ledger but taken all the same: those an adopted API reserved (``protoreg adopt``).
+    """
+    floors = floors or {}
     history = _copy(history)
     changes: list[Change] = []
     messages: list[ir.Message] = []
@@ -163,7 +172,7 @@ def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
                         action = "restored" if action == "added" else action
                         break
             if slot is None:
-                number = _fresh_number(scope, set(used))
+                number = _fresh_number(scope, set(used), floors.get(("message", message.name), 0))
                 slot = Slot(number, spec.name, key)
                 scope.slots[number] = slot
             if slot.name != spec.name:
@@ -197,7 +206,7 @@ def allocate_numbers(history: History, schema: ModelSchema) -> Numbered:
         for value in enum.values:
             slot = by_name.get(value.name)
             if slot is None or slot.number in used_values:
-                slot = Slot(_fresh_number(scope, set(used_values)), value.name)
+                slot = Slot(_fresh_number(scope, set(used_values), floors.get(("enum", enum.name), 0)), value.name)
                 scope.slots[slot.number] = slot
                 changes.append(Change("added", enum.name, value.name, slot.number))
             elif not slot.active:
@@ -231,6 +240,7 @@ def _ir_message(name: str, description: str, scope: Scope, used: dict[int, Field
             key_type=spec.key_type,
             required=spec.required,
             description=spec.description,
+            contract=spec.contract,
         )
         for number, spec in used.items()
     )
@@ -272,13 +282,13 @@ def build_package(
         ir.Message(
             STREAM_REQUEST_MESSAGE,
             (ir.Field(STREAM_REQUEST_FIELD, 1, REQUEST_MESSAGE, "message", "optional", None, True,
-                      "One request of the stream."),),
+                      "One request of the stream.", contract=NO_CONTRACT),),
             "One item of a PredictStream call; wraps a PredictRequest.",
         ),
         ir.Message(
             STREAM_RESPONSE_MESSAGE,
             (ir.Field(STREAM_RESPONSE_FIELD, 1, RESPONSE_MESSAGE, "message", "optional", None, True,
-                      "The answer to the request at the same position of the stream."),),
+                      "The answer to the request at the same position of the stream.", contract=NO_CONTRACT),),
             "One answer of a PredictStream call; wraps a PredictResponse.",
         ),
     )

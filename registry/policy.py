@@ -12,7 +12,9 @@ holds the policy (none found: the defaults). Keys:
   use JSON may leave out ``WIRE_JSON``);
 * ``exceptions``: a list of tables ``{rule, reason, model?, path?}``: findings of ``rule`` (of
   ``model``, at ``path`` or below it) do not gate. ``reason`` is required, and every report
-  prints the exceptions that apply to it with their reasons.
+  prints the exceptions that apply to it with their reasons;
+* ``protovalidate``: ``true`` renders each field's constraints as protovalidate (``buf.validate``)
+  rules too, and ships ``buf/validate/validate.proto`` in ``proto_versions/`` (default ``false``).
 
 A key protoreg does not know is an error naming the known ones, so a typo never turns a gate
 off. The version rules (``VERSION_NOT_BUMPED``, ``VERSION_WENT_BACKWARDS``) always gate.
@@ -33,7 +35,7 @@ from .versioning import bump_rank
 
 PYPROJECT = "pyproject.toml"
 TABLE = "[tool.protoreg]"
-KEYS = ("db", "models", "gate-categories", "exceptions")
+KEYS = ("db", "models", "gate-categories", "exceptions", "protovalidate")
 EXCEPTION_KEYS = ("rule", "reason", "model", "path")
 ALWAYS_GATE = frozenset({"VERSION_NOT_BUMPED", "VERSION_WENT_BACKWARDS"})
 """Rules about the version itself: no policy may waive them."""
@@ -66,6 +68,7 @@ class Policy:
     models: tuple[str, ...] | None = None
     gate_categories: frozenset[str] = frozenset(CATEGORIES)
     exceptions: tuple[RuleException, ...] = ()
+    protovalidate: bool = False
 
     def apply(self, report: Report) -> Report:
         """``report`` with the findings this policy does not gate waived, its verdict recomputed
@@ -147,8 +150,12 @@ def parse_policy(table: Mapping[str, Any], path: Path) -> Policy:
         if category not in CATEGORIES:
             raise PolicyError(f'Unknown category "{category}" in "gate-categories" of {where}; the categories are '
                               f"{', '.join(CATEGORIES)}")
+    protovalidate = table.get("protovalidate", False)
+    if not isinstance(protovalidate, bool):
+        raise PolicyError(f'"protovalidate" in {where} must be true or false, not {protovalidate!r}')
     return Policy(
         source=path,
+        protovalidate=protovalidate,
         db=db,
         models=None if models is None else tuple(models),
         gate_categories=frozenset(categories),

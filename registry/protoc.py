@@ -27,6 +27,16 @@ def well_known_include() -> Path:
     return Path(str(resources.files("grpc_tools") / "_proto"))
 
 
+def vendored_include() -> Path:
+    """The directory holding ``buf/validate/validate.proto`` (protovalidate's rules), vendored in
+    protoreg so a rendering with ``buf.validate`` rules compiles offline."""
+    return Path(str(resources.files("protoreg.registry") / "proto"))
+
+
+VALIDATE_PROTO = "buf/validate/validate.proto"
+"""Where protovalidate's rule vocabulary sits, in ``proto_versions/`` and in :func:`vendored_include`."""
+
+
 def proto_files(root: Path) -> list[str]:
     """Every ``.proto`` file under ``root``, relative to it, sorted."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*.proto"))
@@ -39,6 +49,7 @@ def run_protoc(root: Path, files: list[str], extra_args: list[str]) -> None:
         "grpc_tools.protoc",
         f"--proto_path={root}",
         f"--proto_path={well_known_include()}",
+        f"--proto_path={vendored_include()}",
         *extra_args,
         *files,
     ]

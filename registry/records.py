@@ -4,8 +4,9 @@ A :class:`ModelRecord` is everything a registry database holds about one model t
 derived: the model row, every release (date, fingerprint, the protoreg that registered it, the
 changes, the schema tree, the numbered snapshot, the rendered text, the reservation rows) and the
 allocation ledger (every number ever handed out, per message and enum, with the release that first
-had it). Row ids are not part of it and neither is the lineage, which is rebuilt from the
-snapshots. ``store`` turns rows into records and back; ``textform`` writes records as text.
+had it), and how the first release was adopted from an existing API, if it was. Row ids are not
+part of it and neither is the lineage, which is rebuilt from the snapshots. ``store`` turns rows
+into records and back; ``textform`` writes records as text.
 Records compare equal exactly when two registries hold the same model.
 """
 
@@ -65,6 +66,16 @@ class ScopeRecord:
 
 
 @dataclass(frozen=True)
+class AdoptionRecord:
+    """The model's first release was adopted from an existing API: ``version`` is that release,
+    ``source`` the file, ``plan`` the adoption as data (``protoreg.registry.adopt.record.Adoption``)."""
+
+    version: str
+    source: str
+    plan: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class ModelRecord:
     name: str
     display_name: str
@@ -73,6 +84,7 @@ class ModelRecord:
     releases: tuple[ReleaseRecord, ...]
     ledger: tuple[ScopeRecord, ...]
     """Messages then enums, each in the order the registry created them."""
+    adoption: AdoptionRecord | None = None
 
     @property
     def versions(self) -> tuple[str, ...]:

@@ -15,17 +15,20 @@ tests kill it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from . import ir
 from .errors import ProtoregError, ReleaseConflictError, VersionError
 from .faults import crash_point
 from .lineage import Lineage
-from .numbering import Change, History, Numbered, allocate_numbers
+from .numbering import Change, History, Numbered
 from .retry import retry
 from .schema import ModelSchema
 from .store import NewRelease, Registry, ReleaseInfo, ReleaseLine, Transaction
 from .versioning import Version, parse_version
+
+if TYPE_CHECKING:
+    from .adopt.fit import Plan
 
 
 class RenderingRefusedError(ProtoregError):
@@ -51,27 +54,41 @@ class RegisterResult:
 
 
 def register_release(
-    registry: Registry, schema: ModelSchema, *, dry_run: bool = False, gate: Gate | None = None
+    registry: Registry, schema: ModelSchema, *, dry_run: bool = False, gate: Gate | None = None,
+    adopting: Plan | None = None,
 ) -> RegisterResult:
-    """Record ``schema`` as a release: allocate numbers, check, render, store, all or nothing."""
+    """Record ``schema`` as a release: allocate numbers, check, render, store, all or nothing.
+
+    ``adopting`` makes it the model's first release, numbered from an existing API (``protoreg adopt``).
+    """
     version = parse_version(schema.version)
-    result = retry(lambda: _register_once(registry, schema, version, dry_run, gate))
+    result = retry(lambda: _register_once(registry, schema, version, dry_run, gate, adopting))
     crash_point("committed")
     return result
 
 
 def _register_once(
-    registry: Registry, schema: ModelSchema, version: Version, dry_run: bool, gate: Gate | None
+    registry: Registry, schema: ModelSchema, version: Version, dry_run: bool, gate: Gate | None,
+    adopting: Plan | None = None,
 ) -> RegisterResult:
+    from .adopt.record import number_schema
+
     with registry.transaction() as tx:
         model_id = tx.lock_model(schema.model, schema.display_name, schema.description, create=not dry_run)
         crash_point("locked")
+        adoption = tx.adoption(model_id) if model_id is not None else None
+        if adopting is not None:
+            _refuse_second_adoption(tx, model_id, schema, adopting, adoption)
         existing = tx.release(model_id, schema.model, schema.version) if model_id is not None else None
-        if existing is not None and existing.fingerprint == schema.fingerprint:
+        if existing is not None and existing.fingerprint == fingerprint_against(schema, existing.package):
             return RegisterResult("unchanged", schema.model, schema.version, existing.package, (), existing)
         line = tx.release_line(model_id, schema.model) if model_id is not None else _no_releases(schema)
         newest = line.newest
-        numbered = allocate_numbers(tx.history(model_id) if model_id is not None else History(), schema)
+        if adopting is not None:
+            adoption, history = adopting.adoption, adopting.history
+        else:
+            history = tx.history(model_id) if model_id is not None else History()
+        numbered = number_schema(history, schema, adoption)
         crash_point("numbered")
         if gate is not None:
             # Before the version checks below: a forgotten bump (the same version with another
@@ -92,13 +109,40 @@ def _register_once(
         proto_text = _compiled_rendering(schema, numbered.package)
         if dry_run or model_id is None:
             return RegisterResult("planned", schema.model, schema.version, numbered.package, numbered.changes, newest)
-        _write(tx, model_id, schema, version, numbered, line.lineage, proto_text)
+        _write(tx, model_id, schema, version, numbered, line.lineage,
+               tuple(adopting.lines()) if adopting is not None else (), proto_text=proto_text)
+        if adopting is not None:
+            tx.add_adoption(model_id, adopting.adoption)
         crash_point("before_commit")
         return RegisterResult("created", schema.model, schema.version, numbered.package, numbered.changes, newest)
 
 
+def fingerprint_against(schema: ModelSchema, release: ir.Package | None) -> str:
+    """The fingerprint to compare with a release's (``release`` is its snapshot): one registered
+    before protoreg recorded field contracts was fingerprinted without them, so the same model
+    still matches it and registering it again stays a no-op."""
+    if release is not None and not release.contracts_recorded:
+        return schema.structure_fingerprint
+    return schema.fingerprint
+
+
 def _no_releases(schema: ModelSchema) -> ReleaseLine:
     return ReleaseLine(schema.model, (), None, Lineage(), list)
+
+
+def _refuse_second_adoption(
+    tx: Transaction, model_id: int | None, schema: ModelSchema, adopting: Plan, adoption: object
+) -> None:
+    """``adopt`` records a model's first release: once, and only before any other."""
+    versions = tx.release_line(model_id, schema.model).versions if model_id is not None else ()
+    if not versions:
+        return
+    if adoption == adopting.adoption and versions == (schema.version,):
+        return  # the same adoption again: a no-op, like registering the same release again
+    raise ReleaseConflictError(
+        f"{schema.model} already has releases ({', '.join(versions)}); `protoreg adopt` records a model's first "
+        f"release only, so evolve it with `protoreg register {schema.model}`"
+    )
 
 
 def _compiled_rendering(schema: ModelSchema, package: ir.Package) -> str:
@@ -121,7 +165,7 @@ def _compiled_rendering(schema: ModelSchema, package: ir.Package) -> str:
 
 def _write(
     tx: Transaction, model_id: int, schema: ModelSchema, version: Version, numbered: Numbered, lineage: Lineage,
-    proto_text: str,
+    first_changes: tuple[str, ...] = (), *, proto_text: str,
 ) -> None:
     lineage.fold_package(schema.version, numbered.package)
     tx.add_release(
@@ -135,7 +179,7 @@ def _write(
             schema=schema.to_dict(),
             package=numbered.package,
             proto_text=proto_text,
-            changes=tuple(c.describe() for c in numbered.changes),
+            changes=first_changes + tuple(c.describe() for c in numbered.changes),
             history=numbered.history,
             lineage=lineage,
         ),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,8 @@ import jinja2
 from . import ir
 from .faults import crash_point
 from .naming import REGISTRY_PROTO_PATH
+from .protoc import VALIDATE_PROTO, vendored_include
+from .protovalidate import field_rules, unmapped
 
 BUF_YAML = """\
 # proto_versions/ is a buf module: `buf lint` (STANDARD) and `buf breaking` run from here.
@@ -61,9 +63,41 @@ _environment.filters["quoted"] = _quoted
 _environment.filters["one_line"] = _one_line
 
 
-def render_package(package: ir.Package) -> str:
-    """The ``.proto`` text of one model package."""
-    return _environment.get_template("model.proto.j2").render(package=package)
+def _options(protovalidate: bool) -> Callable[[ir.Field], str]:
+    """The bracketed options after a field's number: ``[deprecated = true]`` and, when asked,
+    its protovalidate rules (one a line when there are several)."""
+
+    def options(f: ir.Field) -> str:
+        items = (["deprecated = true"] if f.deprecated else []) + (field_rules(f) if protovalidate else [])
+        if not items:
+            return ""
+        if len(items) == 1:
+            return f" [{items[0]}]"
+        return " [\n" + ",\n".join(f"    {item}" for item in items) + "\n  ]"
+
+    return options
+
+
+def _comment_lines(protovalidate: bool) -> Callable[[ir.Field], str]:
+    """A field's contract in plain words (nothing for snapshots that do not record one)."""
+
+    def words(f: ir.Field) -> str:
+        lines = list(f.contract_words)
+        if protovalidate:
+            lines += [f"Not a protovalidate rule: {note}." for note in unmapped(f)]
+        return "\n".join(lines)
+
+    return words
+
+
+def render_package(package: ir.Package, *, protovalidate: bool = False) -> str:
+    """The ``.proto`` text of one model package; ``protovalidate`` adds ``buf.validate`` rules."""
+    imports = list(package.imports)
+    if protovalidate and any(field_rules(f) for m in package.messages for f in m.fields):
+        imports = sorted({*imports, VALIDATE_PROTO})
+    return _environment.get_template("model.proto.j2").render(
+        package=package, imports=imports, options=_options(protovalidate), words=_comment_lines(protovalidate)
+    )
 
 
 def render_registry_proto() -> str:
@@ -77,14 +111,35 @@ class RenderedFile:
     content: str
 
 
-def render_tree(packages: Iterable[ir.Package]) -> list[RenderedFile]:
-    """Every file ``proto_versions/`` should hold for these packages (one per major line)."""
+def render_tree(packages: Iterable[ir.Package], *, protovalidate: bool = False) -> list[RenderedFile]:
+    """Every file ``proto_versions/`` should hold for these packages (one per major line), with
+    the files of the existing APIs adopted lines stand for, as they were adopted; ``protovalidate``
+    adds ``buf.validate`` rules and ships ``buf/validate/validate.proto``."""
+    packages = list(packages)
+    legacy = {path: text for p in packages if p.legacy is not None for path, text in p.legacy.files}
     files = [
-        RenderedFile("buf.yaml", BUF_YAML),
+        RenderedFile("buf.yaml", _buf_yaml(sorted(legacy), protovalidate)),
         RenderedFile(REGISTRY_PROTO_PATH, render_registry_proto()),
     ]
-    files += [RenderedFile(p.proto_path, render_package(p)) for p in packages]
+    if protovalidate:
+        files.append(RenderedFile(VALIDATE_PROTO, (vendored_include() / VALIDATE_PROTO).read_text(encoding="utf-8")))
+    files += [RenderedFile(p.proto_path, render_package(p, protovalidate=protovalidate)) for p in packages]
+    files += [RenderedFile(path, text) for path, text in legacy.items()]
     return sorted(files, key=lambda f: f.path)
+
+
+def _buf_yaml(legacy: list[str], protovalidate: bool) -> str:
+    """``BUF_YAML``, with lint told to skip the files protoreg ships but did not design.
+
+    Adopted APIs' files are kept as their clients know them; protovalidate's own file is shipped
+    unchanged so clients compile offline, and its package, buf.validate, has no version suffix.
+    """
+    extra = ""
+    if legacy:
+        extra += "  ignore:\n" + "".join(f"    - {path}\n" for path in legacy)
+    if protovalidate:
+        extra += f"  ignore_only:\n    PACKAGE_VERSION_SUFFIX:\n      - {VALIDATE_PROTO}\n"
+    return BUF_YAML.replace("    - STANDARD\n", f"    - STANDARD\n{extra}", 1)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from . import naming, typemap
+from .contract import NO_CONTRACT, Contract, read_contract
 from .errors import SchemaError
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class FieldSpec:
     description: str = ""
     key_type: str | None = None
     renamed_from: tuple[str, ...] = ()
+    contract: Contract = NO_CONTRACT
+    """Default, bounds, lengths, pattern, choices and deprecation (:mod:`protoreg.registry.contract`)."""
 
     @property
     def type_key(self) -> str:
@@ -124,10 +127,23 @@ class ModelSchema:
     @property
     def fingerprint(self) -> str:
         """A hash of everything but the version: equal fingerprints mean the same schema."""
+        return _hash(self.to_dict())
+
+    @property
+    def structure_fingerprint(self) -> str:
+        """The fingerprint without field contracts: what a release registered before protoreg
+        recorded contracts was fingerprinted with, so registering it again stays a no-op."""
         data = self.to_dict()
-        data.pop("version")
-        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        for message in data["messages"]:
+            for f in message["fields"]:
+                f.pop("contract", None)
+        return _hash(data)
+
+
+def _hash(data: dict[str, Any]) -> str:
+    data.pop("version")
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _describe(tp: Any) -> str:
@@ -369,14 +385,18 @@ class _Extractor:
             if origin is list:
                 (item,) = typing.get_args(tp) or (None,)
                 element = self.container_element(item, path, override, owner)
-                return FieldSpec(name, element, "repeated", False, description, None, renamed_from)
+                # On the wire no items and no field are one thing: a list is never required.
+                contract = read_contract(info, required=info.is_required(), choices=_choices(item))
+                return FieldSpec(name, element, "repeated", False, description, None, renamed_from, contract)
             key, value = _dict_args(tp, self, path)
             element = self.container_element(value, path, override, owner)
-            return FieldSpec(name, element, "map", False, description, key, renamed_from)
+            contract = read_contract(info, required=info.is_required())
+            return FieldSpec(name, element, "map", False, description, key, renamed_from, contract)
         element = self.element(tp, path, override, owner)
         if element.kind == "message" and required and not optional:
             self.required_edges.setdefault(owner, set()).add(element.name)
-        return FieldSpec(name, element, "optional", required, description, None, renamed_from)
+        contract = read_contract(info, required=info.is_required(), choices=_choices(tp))
+        return FieldSpec(name, element, "optional", required, description, None, renamed_from, contract)
 
     def build_message(self, cls: type[BaseModel], name: str, path: str) -> None:
         fields: list[FieldSpec] = []
@@ -420,6 +440,16 @@ class _Extractor:
         for node in sorted(self.required_edges):
             if state.get(node) is None:
                 visit(node, [node])
+
+
+def _choices(tp: Any) -> tuple[str, ...]:
+    """The values a ``Literal`` or an ``Enum`` accepts, as pydantic values (``()`` for other types)."""
+    tp = strip_annotated(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tuple(str(m.value) for m in tp)
+    if typing.get_origin(tp) is Literal:
+        return tuple(str(a) for a in dict.fromkeys(typing.get_args(tp)))
+    return ()
 
 
 def _dict_args(tp: Any, extractor: _Extractor, path: str) -> tuple[str, Any]:

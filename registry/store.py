@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Boolean,
@@ -51,6 +51,7 @@ from .lineage import FORMAT as LINEAGE_FORMAT
 from .lineage import Lineage, lineage_of
 from .numbering import History, Scope, Slot
 from .records import (
+    AdoptionRecord,
     AllocationRecord,
     ModelRecord,
     ReleaseRecord,
@@ -60,6 +61,9 @@ from .records import (
     utc,
 )
 from .versioning import Version, parse_version
+
+if TYPE_CHECKING:
+    from .adopt.record import Adoption
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -169,6 +173,17 @@ class ReservationRow(Base):
     number_start: Mapped[int | None] = mapped_column(Integer, nullable=True)
     number_end: Mapped[int | None] = mapped_column(Integer, nullable=True)
     name: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+
+class AdoptionRow(Base):
+    """A model whose first release was adopted from an existing API (``protoreg adopt``):
+    ``plan_json`` is its :class:`~protoreg.registry.adopt.record.Adoption`."""
+
+    __tablename__ = "adoptions"
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(Text)
+    plan_json: Mapped[str] = mapped_column(Text)
 
 
 class LineageRow(Base):
@@ -319,6 +334,12 @@ class Registry:
                 return None
             return stored.release_seq, stored.format, Lineage.from_dict(json.loads(stored.lineage_json))
 
+    def adoption(self, model: str) -> Adoption | None:
+        """How ``model``'s first release was adopted from an existing API (None when it was not)."""
+        with self._session() as session:
+            model_id = session.scalar(select(ModelRow.id).where(ModelRow.name == model))
+            return None if model_id is None else _load_adoption(session, model_id)
+
     def history(self, model: str) -> History:
         with self._session() as session:
             row = session.scalar(select(ModelRow).where(ModelRow.name == model))
@@ -446,6 +467,18 @@ class Transaction:
     def history(self, model_id: int) -> History:
         return _load_history(self.session, model_id)
 
+    def adoption(self, model_id: int) -> Adoption | None:
+        return _load_adoption(self.session, model_id)
+
+    def add_adoption(self, model_id: int, adoption: Adoption) -> None:
+        """Record that the model's release ``adoption.version`` (written already) was adopted."""
+        release_id = self.session.scalar(
+            select(ReleaseRow.id).where(ReleaseRow.model_id == model_id, ReleaseRow.version == adoption.version))
+        assert release_id is not None, "add_release() wrote the adopted release in this transaction"
+        self.session.add(AdoptionRow(model_id=model_id, release_id=release_id, source=adoption.source,
+                                     plan_json=json.dumps(adoption.to_dict(), sort_keys=True)))
+        self.session.flush()
+
     def add_release(self, model_id: int, release: NewRelease) -> None:
         """Write the release row, the updated ledger, the reservations and the lineage."""
         session = self.session
@@ -480,6 +513,13 @@ class Transaction:
         _save_reservations(session, row.id, release.package)
         _save_lineage(session, model_id, seq, release.lineage)
         session.flush()
+
+
+def _load_adoption(session: Session, model_id: int) -> Adoption | None:
+    from .adopt.record import Adoption
+
+    row = session.get(AdoptionRow, model_id)
+    return None if row is None else Adoption.from_dict(json.loads(row.plan_json))
 
 
 def _release_info(model: str, row: ReleaseRow) -> ReleaseInfo:
@@ -680,7 +720,15 @@ def _model_record(session: Session, model: ModelRow) -> ModelRecord:
             for r in releases
         ),
         ledger=tuple(scopes),
+        adoption=_adoption_record(session, model.id, version_of),
     )
+
+
+def _adoption_record(session: Session, model_id: int, version_of: dict[int, str]) -> AdoptionRecord | None:
+    row = session.get(AdoptionRow, model_id)
+    if row is None:
+        return None
+    return AdoptionRecord(version_of[row.release_id], row.source, json.loads(row.plan_json))
 
 
 def _write_model_record(session: Session, record: ModelRecord) -> None:
@@ -731,6 +779,10 @@ def _write_model_record(session: Session, record: ModelRecord) -> None:
             for a in scope.allocations:
                 session.add(EnumValueRow(enum_id=enum.id, number=a.number, name=a.name, active=a.active,
                                          first_release_id=release_ids[a.since]))
+    if record.adoption is not None:
+        session.add(AdoptionRow(model_id=model.id, release_id=release_ids[record.adoption.version],
+                                source=record.adoption.source,
+                                plan_json=json.dumps(dict(record.adoption.plan), sort_keys=True)))
     if record.releases:
         lineage = lineage_of((r.version, ir.package_from_dict(dict(r.snapshot))) for r in record.releases)
         _save_lineage(session, model.id, len(record.releases), lineage)

@@ -24,6 +24,9 @@ git), and complete (a database rebuilt from it holds what the original held). La
       snapshot
         {...}
 
+    adoption                                       only for a model adopted from an existing API
+      {"plan": {...}, "source": "...", "version": "1.0.0"}
+
     ledger                                         every number ever allocated
       message "PredictRequest"
         allocation {"number": 1, "name": "sepal_length", ...}
@@ -43,6 +46,7 @@ from typing import Any
 
 from .errors import ProtoregError
 from .records import (
+    AdoptionRecord,
     AllocationRecord,
     ModelRecord,
     ReleaseRecord,
@@ -160,6 +164,11 @@ def format_model(record: ModelRecord) -> str:
         if release.proto_text != render_package(package_from_dict(dict(release.snapshot))):
             lines.append(f"{_INDENT}proto_text {_json(release.proto_text)}")
         previous = release.version
+    if record.adoption is not None:
+        adoption = {"version": record.adoption.version, "source": record.adoption.source,
+                    "plan": dict(record.adoption.plan)}
+        lines += ["", "adoption"]
+        lines += _block(adoption, _INDENT)
     lines += ["", "ledger"]
     for scope in record.ledger:
         lines.append(f"{_INDENT}{scope.kind} {_json(scope.name)}")
@@ -322,6 +331,14 @@ def parse_model(text: str, where: str) -> ModelRecord:
                       else render_package(package_from_dict(snapshot)))
         releases.append(ReleaseRecord(version, release_created, fingerprint, registered_by, changes, reservations,
                                       schema, snapshot, proto_text))
+    adoption = None
+    if (line := reader.peek()) is not None and line.keyword == "adoption" and line.depth == 0:
+        data = reader.block("adoption", 0)
+        if (not isinstance(data, dict) or data.get("version") not in seen or not isinstance(data.get("source"), str)
+                or not isinstance(data.get("plan"), dict)):
+            raise reader.fail(line.number, "has an adoption without the version of one of its releases, a source "
+                                           "and a plan")
+        adoption = AdoptionRecord(data["version"], data["source"], data["plan"])
     reader.take("ledger", 0)
     versions = set(seen)
     scopes: list[ScopeRecord] = []
@@ -333,7 +350,7 @@ def parse_model(text: str, where: str) -> ModelRecord:
     leftover = reader.peek()
     if leftover is not None:
         raise reader.fail(leftover.number, f'has "{leftover.keyword}" where the file should end')
-    return ModelRecord(name, display_name, description, created_at, tuple(releases), tuple(scopes))
+    return ModelRecord(name, display_name, description, created_at, tuple(releases), tuple(scopes), adoption)
 
 
 def same_content(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

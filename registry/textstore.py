@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import ir
 from .database import create_registry_engine, describe_url, open_registry, resolve_url
@@ -27,6 +28,9 @@ from .numbering import History
 from .records import ModelRecord
 from .store import Base, Registry, ReleaseInfo, ReleaseLine, Transaction
 from .textform import format_model, parse_model
+
+if TYPE_CHECKING:
+    from .adopt.record import Adoption
 
 SUFFIX = ".txt"
 MARKER = "README.md"
@@ -169,6 +173,10 @@ class TextRegistry(Registry):
     def history(self, model: str) -> History:
         self._ensure([model])
         return super().history(model)
+
+    def adoption(self, model: str) -> Adoption | None:
+        self._ensure([model])
+        return super().adoption(model)
 
     def reservations(self, model: str) -> dict[str, set[tuple[str, str, str]]]:
         self._ensure([model])

@@ -82,6 +82,11 @@ INTEGER_TYPES: tuple[str, ...] = tuple(
 FLOAT_TYPES: tuple[str, ...] = ("double", "float")
 
 
+def is_integral(proto_type: str) -> bool:
+    """Whether a proto scalar type holds integers (``int64``, ``sint32``, ``fixed64``...)."""
+    return proto_type in INTEGER_TYPES
+
+
 def scalar_wire_compatible(before: str, after: str) -> bool:
     """Whether bytes written as scalar ``before`` are read correctly as ``after``."""
     if before == after:

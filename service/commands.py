@@ -82,6 +82,10 @@ TOKEN_PATH = click.Path(dir_okay=False, path_type=Path)
 @click.option("--site", "site_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Serve the registry browser written by `protoreg site --out DIR` at / of --http-address, "
                    "with the served releases marked and the try-it forms calling this server.")
+@click.option("--bind", "bindings", multiple=True, metavar="/PKG.SERVICE/METHOD=MODULE:FUNCTION",
+              help="Answer another method of an adopted API's service (e.g. a get_models) with FUNCTION(models, "
+                   "request), which returns the response message or its JSON as a dict; repeatable. Methods "
+                   "neither served nor bound answer UNIMPLEMENTED and are listed at start-up.")
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -107,6 +111,7 @@ def serve(
     reload_interval: float,
     http_address: str | None,
     site_dir: Path | None,
+    bindings: tuple[str, ...],
 ) -> None:
     """Serve models over gRPC (and JSON over HTTP) from the releases rendered in --protos.
 
@@ -116,7 +121,8 @@ def serve(
     installed version or schema is not the rendered release is refused. Concurrent calls of a
     model that defines predict_batch are answered together, in batches. SIGHUP (or
     --reload-interval) serves what proto_versions/ and the installed models say then, without a
-    restart, and re-reads the bearer token.
+    restart, and re-reads the bearer token. A line adopted with `protoreg adopt --rpc` is also
+    served at its legacy method path.
     """
     from .address import parse_address
     from .affinity import parse_cpu_affinity
@@ -142,6 +148,9 @@ def serve(
 
         load_site_data(site_dir)  # a missing or foreign site.json stops serve now, in one sentence
     server_credentials(tls_cert, tls_key, tls_client_ca)  # every TLS file checked before anything starts
+    from .legacy import parse_binding
+
+    bound = tuple(parse_binding(text) for text in bindings)
     options = ServeOptions(
         address=address,
         max_message_bytes=max_message_bytes,
@@ -157,6 +166,7 @@ def serve(
         drain=grace,
         http_address=http_address,
         site=site_dir,
+        bindings=bound,
     )
     run = RunOptions(refs, all_models, ctx.obj["protos_dir"], grace, access_log, log_format, metrics,
                      parse_cpu_affinity(cpu_affinity))
@@ -262,6 +272,12 @@ def run_server(run: RunOptions, options: ServeOptions,
         else:
             for model in server.models:
                 click.echo(f"serving {model.name} {model.version} as {model.service_name}")
+            for path, service in server.legacy.served.items():
+                click.echo(f"serving {path} (legacy) with {service}/Predict")
+            for path in server.legacy.bound:
+                click.echo(f"serving {path} (legacy) with --bind {dict(options.bindings)[path]}")
+            for path in server.legacy.unbound:
+                click.echo(f"not bound: {path} answers UNIMPLEMENTED (bind it with --bind {path}=module:function)")
             if server.http is not None:
                 click.echo(f"http on {server.http.url}{' (registry browser at /)' if options.site else ''}")
             click.echo(f"listening on {host}:{port}{' (TLS)' if options.tls_cert else ''}", nl=True)

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from protoreg.registry.errors import ProtoregError
-from protoreg.registry.naming import REGISTRY_PROTO_PATH, parse_package, read_release_header
+from protoreg.registry.naming import REGISTRY_PROTO_PATH, parse_package, read_legacy_rpc, read_release_header
 from protoreg.registry.protoc import compile_descriptor_set, proto_files
 
 
@@ -37,6 +37,11 @@ class RenderedRelease:
     path: str  # relative to proto_versions/
     content: str
     file: descriptor.FileDescriptor
+
+    @property
+    def legacy_rpc(self) -> str | None:
+        """The legacy method path this line also answers (``// Legacy RPC:``, from ``protoreg adopt``)."""
+        return read_legacy_rpc(self.content)
 
     @property
     def service(self) -> descriptor.ServiceDescriptor:

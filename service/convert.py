@@ -5,10 +5,12 @@ by walking the pydantic annotations and the descriptor side by side; each field 
 (cardinality, element codec, what absence means). A call then only runs the plans: nothing is
 rediscovered per request.
 
-Presence follows the rendering: every singular field has explicit presence, so ``0.0``, ``""``
-and ``false`` are values. A field that is absent on the wire is left out of the data handed to
-pydantic, which then applies the field's default, or reports the missing field by name when it
-has none (``Optional[X]`` without a default becomes ``None``). An enum set to its
+Presence follows the rendering: every singular field protoreg numbers has explicit presence, so
+``0.0``, ``""`` and ``false`` are values. A field that is absent on the wire is left out of the data
+handed to pydantic, which then applies the field's default, or reports the missing field by name
+when it has none (``Optional[X]`` without a default becomes ``None``). A field with implicit
+presence (kept from an API adopted with ``protoreg adopt``) cannot be absent: proto3 does not send
+its zero value, so absent *is* ``0``, ``""`` or ``false``, and that zero value is what pydantic gets. An enum set to its
 ``*_UNSPECIFIED`` zero value counts as absent. Proto cannot tell an empty list or map from an
 absent one, so an empty one is absent when the pydantic field has a default and empty otherwise. Enum values map
 between pydantic values and proto value names through the schema tree (``protoreg.registry.schema``),
@@ -99,6 +101,7 @@ class _FieldPlan:
     element: Any  # an element codec
     none_when_absent: bool  # Optional[X] without a default: absence means None
     empty_is_absent: bool = False  # an empty list/map of a field with a default: use the default
+    implicit: bool = False  # implicit presence (an adopted API): absent on the wire is the zero value
 
 
 class MessageCodec:
@@ -127,7 +130,7 @@ class MessageCodec:
     def _decode_field(self, plan: _FieldPlan, msg: Any, data: dict[str, Any]) -> None:
         if plan.cardinality == "single":
             value: Any = _ABSENT
-            if msg.HasField(plan.name):
+            if plan.implicit or msg.HasField(plan.name):
                 value = plan.element.decode(getattr(msg, plan.name))
             if value is _ABSENT:
                 if plan.none_when_absent:
@@ -249,7 +252,8 @@ class CodecBuilder:
                 element = self.element(tp, fd, path)
                 cardinality = "single"
             codec.plans.append(_FieldPlan(name, fd.number, cardinality, element,
-                                          optional and info.is_required(), not info.is_required()))
+                                          optional and info.is_required(), not info.is_required(),
+                                          cardinality == "single" and not fd.has_presence))
         return codec
 
     def element(self, tp: Any, fd: descriptor.FieldDescriptor, path: str) -> Any:

@@ -331,6 +331,8 @@ class HttpEndpoint:
                 seconds = _timeout(request)
                 with telemetry.span("decode"):
                     message = self._parse(method.request, codec, body)
+                if method.notice is not None:
+                    method.notice(message, _peer(request))
                 if seconds is None:
                     response = await method.call(message, None)
                 else:

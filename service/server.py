@@ -55,8 +55,10 @@ from .binding import ServedModel, bind_model
 from .capacity import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STREAMS, DEFAULT_WORKERS, watcher_limit
 from .compile import ProtoTree, load_protos
 from .convert import RequestError, Violation
+from .deprecation import DeprecatedFields
 from .health import NOT_SERVING, SERVING, HealthServicer
 from .health import SERVICE as HEALTH_SERVICE
+from .legacy import LegacyRoutes, legacy_routes, load_bound
 from .limits import Slots
 from .models import ModelSource, choose
 from .registry_service import REGISTRY_SERVICE, RegistryServicer
@@ -97,6 +99,7 @@ class ServeOptions:
     drain: float = 10.0  # seconds a line gone from proto_versions/ stays, NOT_SERVING, before UNIMPLEMENTED
     http_address: str | None = None  # JSON over HTTP (Connect), health and the browser there (service/http.py)
     site: Path | None = None  # a `protoreg site --out` directory whose pages the HTTP side serves at /
+    bindings: tuple[tuple[str, str], ...] = ()  # --bind: (legacy method path, module:function) (service/legacy.py)
 
 
 # -- model services ---------------------------------------------------------------------------
@@ -124,6 +127,7 @@ class ModelServicer:
         messages = model.release.file.message_types_by_name
         self.stream_request = message_factory.GetMessageClass(messages[STREAM_REQUEST_MESSAGE])
         self.stream_response = message_factory.GetMessageClass(messages[STREAM_RESPONSE_MESSAGE])
+        self.deprecated = DeprecatedFields(model.codec.request_class.DESCRIPTOR, self.subject)
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         service = self.model.service_name
@@ -136,7 +140,8 @@ class ModelServicer:
         """``Predict`` for the other transports (the JSON side), on the same path as gRPC's."""
         model = self.model
         return {f"/{model.service_name}/{PREDICT_METHOD}": UnaryMethod(
-            model.codec.request_class, self.predict_message, (model.name, model.version))}
+            model.codec.request_class, self.predict_message, (model.name, model.version),
+            self.deprecated.note if self.deprecated.active else None)}
 
     def _input(self, request: Any) -> Any:
         """The model's input from a request message; RequestError for the client, INTERNAL for a bug."""
@@ -168,6 +173,8 @@ class ModelServicer:
                     message = self.model.codec.parse(request)
             except RequestError as error:
                 raise invalid(str(error), error.violations) from error
+            if self.deprecated.active:
+                self.deprecated.note(message, context.peer())
             return (await self.predict_message(message, _deadline(context))).SerializeToString()  # type: ignore[no-any-return]
         except Status as status:
             await abort(context, status)
@@ -246,6 +253,8 @@ class ModelServicer:
                         item = self.stream_request.FromString(raw)
                     except Exception as error:
                         raise RequestError(f"bytes are not a valid {STREAM_REQUEST_MESSAGE} ({error})") from error
+                    if self.deprecated.active:
+                        self.deprecated.note(item.request, context.peer())  # type: ignore[attr-defined]
                     data = self._input(item.request)  # type: ignore[attr-defined]
                 except RequestError as error:
                     violations = [Violation(f"[{index}].request.{v.field}", v.description) for v in error.violations]
@@ -399,6 +408,8 @@ class ModelServer:
         self.health: HealthServicer | None = None
         self.router: Router | None = None
         self.unary: dict[str, UnaryMethod] = {}  # the unary methods served now, for the JSON side
+        self.bound = {path: load_bound(ref, path) for path, ref in options.bindings}  # --bind
+        self.legacy = LegacyRoutes()  # adopted APIs' paths served now (service/legacy.py)
         self.http: HttpEndpoint | None = None  # --http-address (service/http.py)
         if options.http_address is not None:
             from .http import HttpEndpoint
@@ -458,11 +469,19 @@ class ModelServer:
         handlers: dict[str, grpc.RpcMethodHandler] = {}
         unary: dict[str, UnaryMethod] = {}
         every = {**self.served, **self.draining}
+        own: dict[str, grpc.RpcMethodHandler] = {}
         for name, model in every.items():
             servicer = ModelServicer(model, self.tree, self.lines[name], self._streams, telemetry)
             for path, handler in servicer.handlers().items():
+                own[path] = handler
                 handlers[path] = telemetry.wrap(path, handler, (model.name, model.version))
             unary.update(servicer.unary())
+        legacy = legacy_routes(list(every.values()), unary, own, self.tree, self.bound)
+        for path, handler in legacy.handlers.items():
+            line = every.get(legacy.served.get(path, ""))
+            handlers[path] = telemetry.wrap(path, handler, (line.name, line.version) if line else ("", ""))
+        unary.update(legacy.unary)
+        self.legacy = legacy
         service_names = list(every)
         if self.tree.registry_file is not None:
             registry = RegistryServicer(list(every.values()), self.tree)
@@ -473,7 +492,7 @@ class ModelServer:
         self.unary = unary
         for path, handler in self.health.handlers().items():
             handlers[path] = telemetry.wrap(path, handler)
-        reflected = [*service_names, HEALTH_SERVICE, REFLECTION_V1ALPHA, REFLECTION_V1]
+        reflected = [*service_names, *legacy.services, HEALTH_SERVICE, REFLECTION_V1ALPHA, REFLECTION_V1]
         reflection = ReflectionServicer(reflected, pool=self.tree.pool)
         for name in (REFLECTION_V1ALPHA, REFLECTION_V1):
             path = f"/{name}/ServerReflectionInfo"

@@ -23,3 +23,5 @@ class UnaryMethod:
     request: type[Message]
     call: Callable[[Message, float | None], Awaitable[Message]]  # (request, deadline) -> response
     model: tuple[str, str] = ("", "")  # (model, version) for the telemetry; empty for the registry service
+    # told each decoded request and the client's peer before the call (deprecated fields it sets)
+    notice: Callable[[Message, str], None] | None = None

@@ -75,7 +75,8 @@ def test_fields_json_shape(cli) -> None:  # type: ignore[no-untyped-def]
     assert (data["model"], data["version"]) == ("iris_model", "1.0.0")
     request = next(m for m in data["messages"] if m["name"] == "PredictRequest")
     assert request["fields"][0] == {"name": "sepal_length", "number": 1, "type": "double",
-                                    "label": "optional", "required": True}
+                                    "label": "optional", "required": True,
+                                    "contract": {"ge": 0.0, "le": 50.0}}
     assert request["reserved_numbers"] == [] and request["reserved_names"] == []
     species = next(e for e in data["enums"] if e["name"] == "Species")
     assert species["values"][0] == {"name": "SPECIES_UNSPECIFIED", "number": 0}

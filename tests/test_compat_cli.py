@@ -92,7 +92,8 @@ def test_check_passes_fails_and_explains_in_three_formats(tmp_path: Path, models
         "exceptions",
     }
     assert (data["declared_bump"], data["required_bump"], data["passed"]) == ("minor", "major", False)
-    assert {f["rule"] for f in data["findings"]} == {"FIELD_TYPE_CHANGED_INCOMPATIBLE", "FIELD_REMOVED"}
+    assert {f["rule"] for f in data["findings"]} == {
+        "FIELD_TYPE_CHANGED_INCOMPATIBLE", "FIELD_REMOVED", "FIELD_REMOVED_WITHOUT_DEPRECATION"}
     for f in data["findings"]:
         assert set(f) == {
             "rule",
@@ -108,7 +109,7 @@ def test_check_passes_fails_and_explains_in_three_formats(tmp_path: Path, models
             "line",
             "waived",
         }
-        assert f["level"] == "error"
+        assert f["level"] == ("warning" if f["rule"] == "FIELD_REMOVED_WITHOUT_DEPRECATION" else "error")
     removed = next(f for f in data["findings"] if f["rule"] == "FIELD_REMOVED")
     assert (removed["direction"], removed["path"], removed["before"]) == (
         "response",

@@ -247,7 +247,8 @@ def test_direction_aware_verdicts_through_the_registry(sqlite_url: str) -> None:
         age: int
 
     report = check(sqlite_url, "1.1.0", InLess, Out1)
-    assert report.passed and [f.rule for f in report.findings] == ["FIELD_REMOVED"]
+    assert report.passed and [f.rule for f in report.findings] == [
+        "FIELD_REMOVED", "FIELD_REMOVED_WITHOUT_DEPRECATION"]
 
     class OutLess(BaseModel):
         species: Species

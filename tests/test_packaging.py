@@ -128,6 +128,6 @@ def test_the_wheel_holds_everything_inside_protoreg(tmp_path: Path) -> None:
         in_repo = {
             str(p.relative_to(REPO))
             for p in (REPO / folder).rglob("*")
-            if p.suffix in (".py", ".j2", ".mako", ".css", ".js") and "__pycache__" not in p.parts
+            if p.suffix in (".py", ".j2", ".mako", ".css", ".js", ".proto") and "__pycache__" not in p.parts
         }
         assert shipped == in_repo, (folder, sorted(in_repo ^ shipped))

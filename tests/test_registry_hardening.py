@@ -148,7 +148,7 @@ def test_verify_reports_a_served_release_protoc_refuses_and_a_fixed_release_repa
             assert model_id is not None
             numbered = allocate_numbers(History(), broken)
             _write(tx, model_id, broken, parse_version("1.0.0"), numbered, Lineage(),
-                   render_package(numbered.package))
+                   proto_text=render_package(numbered.package))
         report = verify_registry(registry)
         assert [p.check for p in report.problems] == ["PROTOC_REFUSED"], report.problems
         assert report.problems[0].version == "1.0.0" and "ClashModelService" in report.problems[0].message

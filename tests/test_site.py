@@ -91,6 +91,9 @@ def test_ledger_agrees_with_fields_json_for_every_release(site_registry: str, da
         assert ledger["versions"] == list(versions)
         for column, version in enumerate(versions):
             fields = cli_json(site_registry, tmp_path, "fields", name, "--version", version, "--format", "json")
+            for message in fields["messages"]:  # the ledger holds numbers; contracts are for `fields`
+                for f in message["fields"]:
+                    f.pop("contract")
             assert _sorted(ledger_columns(ledger, column)) == _sorted(fields), f"{name} {version}"
 
 

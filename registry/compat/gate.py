@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from .. import ir
 from ..errors import EXIT_FINDINGS, NotFoundError, ProtoregError
-from ..numbering import Numbered, allocate_numbers
-from ..registration import RegisterResult, register_release
+from ..numbering import Numbered
+from ..registration import RegisterResult, fingerprint_against, register_release
 from ..schema import ModelSchema
 from ..store import Registry
 from ..versioning import parse_version
@@ -49,9 +49,18 @@ def check_schema(
     line = registry.release_line(schema.model)
     if against is not None and (line is None or not line.versions):
         raise NotFoundError(f'Model "{schema.model}" has no releases, so there is no "{against}" to check against')
-    numbered = allocate_numbers(registry.history(schema.model), schema)
+    numbered = _number(registry, schema)
     return finish(check_line(line, numbered.package, schema, against=against, file_prefix=file_prefix), schema,
                   policy)
+
+
+def _number(registry: ReleaseSource, schema: ModelSchema) -> Numbered:
+    """The schema numbered as ``register`` would number it (an adopted model's adoption applied)."""
+    from ..adopt.record import number_schema
+
+    adoption_of = getattr(registry, "adoption", None)  # a store has it; a plain ReleaseSource need not
+    adoption = adoption_of(schema.model) if callable(adoption_of) else None
+    return number_schema(registry.history(schema.model), schema, adoption)
 
 
 def finish(report: Report, schema: ModelSchema, policy: Policy | None) -> Report:
@@ -90,11 +99,15 @@ def check_line(
         # the same release, or a changed schema under an old version?); hashing a big schema
         # costs more than the rest of the check, so it is skipped otherwise.
         same_version = parse_version(schema.version) == newest.parsed_version or schema.version == newest.version
-        fingerprint = schema.fingerprint if same_version else None
+        fingerprint = fingerprint_against(schema, newest.package) if same_version else None
         return check_against_newest(schema.model, newest, line.lineage, package, schema.version, fingerprint,
                                     file_prefix=file_prefix, renames=renames_of(schema.to_dict()))
-    return check_release(schema.model, line.load_all(), package, schema.version, schema.fingerprint,
+    releases = line.load_all()
+    same = next((r for r in releases if r.version == schema.version), None)
+    fingerprint = fingerprint_against(schema, same.package if same else None)
+    return check_release(schema.model, releases, package, schema.version, fingerprint,
                          against=against, file_prefix=file_prefix, renames=renames_of(schema.to_dict()))
+
 
 
 class ReleaseGate:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from .. import ir
+from ..contract import Contract, compare_contracts, renamed_from_line
 from ..versioning import Bump, bump_rank, parse_version
 from .findings import Category, Direction, Level
 from .pairs import (
@@ -824,6 +825,250 @@ def field_oneof_changed(pair: FieldPair) -> Iterator[Hit]:
             f"Field {_field_label(both[1], both[0])} on {_q(pair.message)} moved from {b_text} to {a_text}.",
             before,
             after,
+        )
+
+
+# -- handlers: field contracts (registry releases: what pydantic checks beyond the type) -----------
+# A request constraint that accepts fewer values refuses what old clients may send; a response one
+# that accepts more may hand old clients values they never expected. docs/compat.md, "Contracts".
+
+CONTRACTS = "docs/compat.md#contracts"
+SEMVER_DEPRECATION = "https://semver.org/#spec-item-7"
+
+
+def _contracts(pair: FieldPair) -> tuple[ir.Field, ir.Field, Contract, Contract] | None:
+    """Both sides, when both record a contract and the field kept its shape (a type change is
+    reported on its own, and bounds of another type do not compare)."""
+    both = _both(pair)
+    if both is None:
+        return None
+    b, a = both
+    if b.contract is None or a.contract is None:
+        return None
+    if b.cardinality != a.cardinality or b.kind != a.kind or (b.integral != a.integral):
+        return None
+    return b, a, b.contract, a.contract
+
+
+def _facet_hits(pair: FieldPair, relation: str, verb: str) -> Iterator[Hit]:
+    found = _contracts(pair)
+    if found is None:
+        return
+    b, a, cb, ca = found
+    for change in compare_contracts(cb, ca, integral=a.integral):
+        if change.relation == relation:
+            note = f"; {change.note}" if change.note else ""
+            yield Hit(
+                f"Field {_field_label(a, b)} on {_q(pair.message)} {verb} its {change.facet} from "
+                f"{_q(change.before)} to {_q(change.after)}{note}.",
+                change.before,
+                change.after,
+            )
+
+
+@rule(
+    id="FIELD_CONSTRAINT_TIGHTENED",
+    name="field constraint tightened",
+    description=(
+        "A bound, multiple, length or pattern now accepts fewer values: in a request the server refuses "
+        "values old clients may send; in a response old clients only see values they already accepted."
+    ),
+    category="SEMANTIC",
+    request="major",
+    response="minor",
+    reference=CONTRACTS,
+)
+def field_constraint_tightened(pair: FieldPair) -> Iterator[Hit]:
+    yield from _facet_hits(pair, "tighter", "tightened")
+
+
+@rule(
+    id="FIELD_CONSTRAINT_LOOSENED",
+    name="field constraint loosened",
+    description=(
+        "A bound, multiple, length or pattern now accepts more values: in a request old clients still "
+        "send what was valid; in a response old clients may get values outside the range they rely on."
+    ),
+    category="SEMANTIC",
+    request="minor",
+    response="major",
+    reference=CONTRACTS,
+)
+def field_constraint_loosened(pair: FieldPair) -> Iterator[Hit]:
+    yield from _facet_hits(pair, "looser", "loosened")
+
+
+@rule(
+    id="FIELD_CONSTRAINT_CHANGED",
+    name="field constraint changed",
+    description=(
+        "A multiple or a pattern changed so that neither the old nor the new one provably accepts "
+        "everything the other does (for patterns, see what protoreg proves in docs/compat.md)."
+    ),
+    category="SEMANTIC",
+    request="major",
+    response="major",
+    reference=CONTRACTS,
+)
+def field_constraint_changed(pair: FieldPair) -> Iterator[Hit]:
+    yield from _facet_hits(pair, "changed", "changed")
+
+
+@rule(
+    id="FIELD_MODEL_DEFAULT_CHANGED",
+    name="field default changed (pydantic)",
+    description=(
+        "The value the model uses when a field is absent changed: old clients that leave a request field "
+        "out now get other answers. In a response the server sends the value, so old clients only see "
+        "a different value."
+    ),
+    category="SEMANTIC",
+    request="major",
+    response="minor",
+    reference=CONTRACTS,
+)
+def field_model_default_changed(pair: FieldPair) -> Iterator[Hit]:
+    found = _contracts(pair)
+    if found is None:
+        return
+    b, a, cb, ca = found
+    if b.required or a.required or cb.default is None or ca.default is None or cb.default == ca.default:
+        return  # requiredness changes have rules of their own
+    yield Hit(
+        f"Field {_field_label(a, b)} on {_q(pair.message)} changed its default from {cb.default} to "
+        f"{ca.default}.",
+        cb.default,
+        ca.default,
+    )
+
+
+@rule(
+    id="FIELD_DEPRECATED",
+    name="field deprecated",
+    description=(
+        "A field is now marked deprecated (Field(deprecated=...), rendered [deprecated = true]); generated "
+        "code warns its users. Semantic Versioning asks for a minor version when anything is deprecated."
+    ),
+    category="SOURCE",
+    request="minor",
+    response="minor",
+    reference=SEMVER_DEPRECATION,
+)
+def field_deprecated(pair: FieldPair) -> Iterator[Hit]:
+    found = _contracts(pair)
+    if found is not None and found[2].deprecated is None and found[3].deprecated is not None:
+        b, a = found[0], found[1]
+        why = f": {found[3].deprecated}" if found[3].deprecated else ""
+        yield Hit(f"Field {_field_label(a, b)} on {_q(pair.message)} was deprecated{why.rstrip('.')}.",
+                  "not deprecated", "deprecated")
+
+
+@rule(
+    id="FIELD_DEPRECATION_REMOVED",
+    name="field no longer deprecated",
+    description="A deprecated field is supported again; generated code stops warning its users.",
+    category="SOURCE",
+    request="minor",
+    response="minor",
+    reference=SEMVER_DEPRECATION,
+)
+def field_deprecation_removed(pair: FieldPair) -> Iterator[Hit]:
+    found = _contracts(pair)
+    if found is not None and found[2].deprecated is not None and found[3].deprecated is None:
+        yield Hit(f"Field {_field_label(found[1], found[0])} on {_q(pair.message)} is no longer deprecated.",
+                  "deprecated", "not deprecated")
+
+
+@rule(
+    id="FIELD_REMOVED_WITHOUT_DEPRECATION",
+    name="field removed without deprecation",
+    description=(
+        "A field was removed that the release before did not mark deprecated, so its clients had no "
+        "warning. Deprecate it first (Field(deprecated=...)) and remove it in a later release. A warning "
+        "that needs no bump of its own: the removal itself is FIELD_REMOVED."
+    ),
+    category="SEMANTIC",
+    request="none",
+    response="none",
+    reference=CONTRACTS,
+    level="warning",
+)
+def field_removed_without_deprecation(pair: FieldPair) -> Iterator[Hit]:
+    b = pair.before
+    if b is not None and pair.after is None and b.contract is not None and b.contract.deprecated is None:
+        yield Hit(
+            f"Field {_field_label(b)} was removed from {_q(pair.message)} without being deprecated in "
+            f"release {pair.before_view.label or 'before'}; mark it Field(deprecated=\"...\") in a release "
+            "before the one that removes it.",
+            "not deprecated",
+            None,
+        )
+
+
+def _rename_key(f: ir.Field) -> tuple[object, ...]:
+    contract = f.contract
+    shape = (f.type_key, f.required)
+    if contract is None:
+        return shape
+    return (*shape, tuple(contract.constraints.items()), contract.choices)
+
+
+@rule(
+    id="FIELD_POSSIBLY_RENAMED",
+    name="field possibly renamed",
+    description=(
+        "A release removes a field and adds one of the same type and constraints. If it is a rename, "
+        "declaring renamed_from keeps the field's number; protoreg never assumes it. A hint that needs no "
+        "bump of its own."
+    ),
+    category="SEMANTIC",
+    request="none",
+    response="none",
+    reference=CONTRACTS,
+    level="warning",
+)
+def field_possibly_renamed(pair: MessagePair) -> Iterator[Hit]:
+    bm, am = pair.before, pair.after
+    if bm is None or am is None or pair.after_view.qualified:
+        return  # registry releases only: renamed_from is a pydantic declaration
+    removed = [f for f in bm.fields if am.field_by_number(f.number) is None and am.field_by_name(f.name) is None]
+    added = [f for f in am.fields if bm.field_by_number(f.number) is None and bm.field_by_name(f.name) is None]
+    for old in removed:
+        matches = [f for f in added if _rename_key(f) == _rename_key(old)]
+        if len(matches) != 1 or sum(_rename_key(o) == _rename_key(old) for o in removed) != 1:
+            continue  # a hint must be unambiguous
+        new = matches[0]
+        yield Hit(
+            f"Field {_field_label(old)} was removed from {_q(pair.name)} and {_field_label(new)} added with the "
+            f"same type and constraints; if it is a rename, declare it as "
+            f"`{renamed_from_line(new, old.name, pair.name)}` so the field keeps its number.",
+            old.name,
+            new.name,
+        )
+
+
+@rule(
+    id="CONTRACT_NOT_RECORDED",
+    name="contract not recorded",
+    description=(
+        "The release compared against was registered before protoreg recorded field contracts (defaults, "
+        "bounds, lengths, patterns, deprecation), so changes to them cannot be checked against it."
+    ),
+    category="SEMANTIC",
+    request="none",
+    response="none",
+    reference=CONTRACTS,
+    level="warning",
+)
+def contract_not_recorded(pair: ReleasePair) -> Iterator[Hit]:
+    before = pair.before_view.packages
+    after = pair.after_view.packages
+    if before and after and not before[0].contracts_recorded and after[0].contracts_recorded:
+        yield Hit(
+            f"{pair.model} {pair.before} was registered before protoreg recorded field contracts, so changes "
+            "to defaults, bounds, lengths, patterns and deprecation since then are not checked.",
+            "not recorded",
+            "recorded",
         )
 
 

@@ -1,0 +1,11 @@
+from pydantic import BaseModel, Field
+
+
+class Input(BaseModel):
+    age: int
+    nickname: str | None = Field(None, description="What friends call the customer.", deprecated="no model reads it")
+
+
+class Output(BaseModel):
+    score: float
+    label: str = ""

@@ -1,0 +1,9 @@
+from pydantic import BaseModel, Field
+
+
+class Input(BaseModel):
+    age: int = Field(ge=12)
+
+
+class Output(BaseModel):
+    score: float

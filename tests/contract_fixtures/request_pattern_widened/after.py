@@ -1,0 +1,9 @@
+from pydantic import BaseModel, Field
+
+
+class Input(BaseModel):
+    code: str = Field(pattern=r"^(red|green|blue)$")
+
+
+class Output(BaseModel):
+    score: float
