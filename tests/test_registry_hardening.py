@@ -308,28 +308,36 @@ def test_verify_turns_an_undecodable_row_into_a_problem(cli_project) -> None:  #
 # -- 16. commands that only read never write -----------------------------------------------------------
 
 
-def test_a_registry_behind_the_schema_is_named_with_the_upgrade_command_and_left_alone(project: Project) -> None:
+def test_a_registry_behind_the_schema_is_named_with_the_upgrade_command_and_left_alone(
+    project: Project, registry_url: str
+) -> None:
     from alembic import command
 
-    from protoreg.registry.upgrade import alembic_config
+    from protoreg.registry.database import describe_url
+    from protoreg.registry.upgrade import alembic_config, stored_revision
 
-    db = project.root / "old.db"
-    engine = create_engine(f"sqlite:///{db}")
+    engine = create_engine(registry_url)
     with engine.begin() as connection:
         command.upgrade(alembic_config(connection), "0001")
-    engine.dispose()
-    before = db.read_bytes()
+    db = project.root / "registry.db"
+    url = f"sqlite:///{db}" if registry_url.startswith("sqlite") else registry_url
+    if url != registry_url:  # the SQLite fixture's file lives elsewhere: use one in the project
+        shutil.copy(registry_url.removeprefix("sqlite:///"), db)
+    before = db.read_bytes() if db.exists() else None
     for args in (["verify"], ["history", "shop_model"], ["render", "--check"]):
-        result = project.cli("--db", "sqlite:///old.db", *args)
+        result = project.cli("--db", url, *args)
         assert result.exit_code == 1, result.output
         line = one_sentence(result.output)
         assert "was written by an older protoreg (schema revision 0001" in line, line
-        assert "run `protoreg --db sqlite:///old.db upgrade` first" in line, line
-        assert db.read_bytes() == before, args
-    result = project.cli("--db", "sqlite:///old.db", "upgrade")
+        assert f"run `protoreg --db {describe_url(url)} upgrade` first" in line, line
+        assert stored_revision(create_engine(url)) == "0001", args
+        if before is not None:
+            assert db.read_bytes() == before, args
+    engine.dispose()
+    result = project.cli("--db", url, "upgrade")
     assert result.exit_code == 0 and "upgraded from schema revision 0001 to" in result.output, result.output
-    assert project.cli("--db", "sqlite:///old.db", "verify").exit_code == 0
-    assert "already at schema revision" in project.cli("--db", "sqlite:///old.db", "upgrade").output
+    assert project.cli("--db", url, "verify").exit_code == 0
+    assert "already at schema revision" in project.cli("--db", url, "upgrade").output
 
 
 def test_register_refuses_another_applications_sqlite_file_untouched(project: Project) -> None:
