@@ -101,7 +101,8 @@ def field_rules(f: ir.Field) -> list[str]:
         rules += _numeric(f, c)
     elif f.kind == "enum":
         # UNSPECIFIED counts as absent on the server: refused where the model needs a value
-        rules.append(f"{RULE}.enum = {{defined_only: true{', not_in: [0]' if f.required and f.label == 'optional' else ''}}}")
+        zero = ", not_in: [0]" if f.required and f.label == "optional" else ""
+        rules.append(f"{RULE}.enum = {{defined_only: true{zero}}}")
     return rules
 
 
