@@ -401,11 +401,14 @@ def default_words(default: str) -> str:
     return f"when absent, the model uses {default}"
 
 
-def describe(contract: Contract, *, required: bool, unit: str) -> list[str]:
+def describe(contract: Contract, *, required: bool, unit: str, implicit: bool = False) -> list[str]:
     """The contract in plain words, one sentence a line: requiredness, range, lengths, pattern,
-    default and deprecation. ``unit`` names what a length counts (``characters``, ``bytes``, ``items``)."""
+    default and deprecation. ``unit`` names what a length counts (``characters``, ``bytes``, ``items``);
+    ``implicit`` is a field with implicit presence (adopted), where absent is the zero value."""
     lines: list[str] = []
-    if required:
+    if implicit:
+        lines.append("Implicit presence: a zero value is not sent, and absent reads as zero.")
+    elif required:
         lines.append("Required.")
     elif contract.default is not None:
         lines.append(f"Optional; {default_words(contract.default)}.")

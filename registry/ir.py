@@ -93,7 +93,8 @@ class Field:
             return ()
         from .contract import describe
 
-        return tuple(describe(self.contract, required=self.required, unit=self.length_unit))
+        return tuple(describe(self.contract, required=self.required, implicit=self.label == "singular",
+                              unit=self.length_unit))
 
     @property
     def integral(self) -> bool:

@@ -72,7 +72,9 @@ def field_rules(f: ir.Field) -> list[str]:
     if c is None:
         return []
     rules: list[str] = []
-    if f.required and f.label in ("optional", "singular"):
+    # With implicit presence an absent field is its zero value, which the server accepts: a
+    # protovalidate ``required`` (non-zero) would refuse what the server answers.
+    if f.required and f.label == "optional":
         rules.append(f"{RULE}.required = true")
     if f.label == "repeated":
         parts = [f"{key}: {value}" for key, value in (("min_items", c.min_length), ("max_items", c.max_length))
@@ -99,7 +101,8 @@ def field_rules(f: ir.Field) -> list[str]:
         rules += _numeric(f, c)
     elif f.kind == "enum":
         # UNSPECIFIED counts as absent on the server: refused where the model needs a value
-        rules.append(f"{RULE}.enum = {{defined_only: true{', not_in: [0]' if f.required else ''}}}")
+        zero = ", not_in: [0]" if f.required and f.label == "optional" else ""
+        rules.append(f"{RULE}.enum = {{defined_only: true{zero}}}")
     return rules
 
 

@@ -97,11 +97,13 @@ def test_adopt_keeps_numbers_presence_and_reservations_and_numbers_new_fields_ab
     assert "  optional bool rush = 13;\n" in request
     assert '  reserved 4, 10 to 12;\n  reserved "legacy_field", "note";\n' in request
     line = block(text, "Line")
-    assert "  string sku = 1;\n  int32 count = 2;\n  reserved 3;\n" in line
+    implicit = "  // Implicit presence: a zero value is not sent, and absent reads as zero.\n"
+    assert f"{implicit}  string sku = 1;\n{implicit}  int32 count = 2;\n  reserved 3;\n" in line
+    assert "Required." not in line  # absent is never refused there: the model gets the zero value
     status = block(text, "Status", "enum")
     assert "STATUS_OPEN = 1;" in status and "STATUS_CLOSED = 2;" in status
     assert '  reserved 3;\n  reserved "STATUS_LOST";\n' in status
-    assert "  double score = 1;\n  bool ok = 2;\n" in block(text, "PredictResponse")
+    assert f"{implicit}  double score = 1;\n{implicit}  bool ok = 2;\n" in block(text, "PredictResponse")
     assert "// Adopted from: shop.proto (shop.v0.Order -> PredictRequest, shop.v0.Verdict -> PredictResponse)\n" in text
     assert "// Legacy RPC: /shop.v0.Shop/Judge\n" in text
     assert (project.root / "proto_versions" / "shop.proto").read_text() == SHOP.read_text()

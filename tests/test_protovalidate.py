@@ -279,3 +279,19 @@ def test_the_server_compiles_a_tree_without_its_copy_of_validate_proto(protos: P
     tree = load_protos(copy)
     assert tree.release("checked_model", 1) is not None
     assert tree.pool.FindFileByName(VALIDATE_PROTO) is not None
+
+
+def test_implicit_presence_fields_get_no_required_rule() -> None:
+    """An adopted field with implicit presence reads absent as zero, which the server answers, so
+    protovalidate's ``required`` (non-zero) or ``not_in: [0]`` would refuse what the server takes."""
+    from protoreg.registry import ir
+    from protoreg.registry.contract import Contract
+    from protoreg.registry.protovalidate import field_rules
+
+    explicit = ir.Field("x", 1, "double", required=True, contract=Contract())
+    implicit = ir.Field("x", 1, "double", label="singular", required=True, contract=Contract())
+    assert field_rules(explicit) == ["(buf.validate.field).required = true"]
+    assert field_rules(implicit) == []
+    enum = ir.Field("e", 2, "Status", kind="enum", label="singular", required=True, contract=Contract())
+    assert field_rules(enum) == ["(buf.validate.field).enum = {defined_only: true}"]
+    assert "Required." not in implicit.contract_words and "Required." in explicit.contract_words
