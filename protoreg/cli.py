@@ -7,8 +7,10 @@ predict). This module is the one place that knows all of them, so ``registry`` n
 ``service``. A :class:`~protoreg.registry.errors.ProtoregError` from any command becomes one line on
 stderr and its exit code.
 
-Exit codes (``registry/errors.py``): 0 success, 1 could not complete, 2 usage error, 100 findings
-need a bigger version bump than declared.
+Exit codes (``registry/errors.py``): 0 success, 1 could not complete, 2 usage error, 3 ``register``
+recorded a release but could not write ``proto_versions/``, 100 findings need a bigger version bump
+than declared. A database error or a full disk (:func:`~protoreg.registry.errors.explain`) is one
+line too.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from protoreg.registry import __version__
 from protoreg.registry.adopt.commands import COMMANDS as ADOPT_COMMANDS
 from protoreg.registry.commands import COMMANDS as REGISTRY_COMMANDS
 from protoreg.registry.compat.commands import COMMANDS as COMPAT_COMMANDS
-from protoreg.registry.errors import ProtoregError
+from protoreg.registry.errors import ProtoregError, explain
 from protoreg.registry.site.commands import site
 from protoreg.service.commands import predict, serve
 
@@ -38,6 +40,12 @@ class ProtoregGroup(click.Group):
         except ProtoregError as error:
             click.echo(f"Error: {error}", err=True)
             ctx.exit(error.exit_code)
+        except Exception as error:
+            explained = explain(error)  # a database error, a full disk: one sentence, no traceback
+            if explained is None:
+                raise
+            click.echo(f"Error: {explained}", err=True)
+            ctx.exit(explained.exit_code)
 
 
 @click.group(cls=ProtoregGroup, context_settings={"help_option_names": ["-h", "--help"]})

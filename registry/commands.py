@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .errors import EXIT_FAILED, EXIT_FINDINGS, UsageError
+from .errors import EXIT_FAILED, EXIT_FINDINGS, RecordedNotRenderedError, UsageError
 
 if TYPE_CHECKING:
     from .compat.findings import Report
+    from .compat.gate import GatedRegistration
     from .policy import Policy
+    from .render import RenderedFile
     from .schema import ModelSchema
     from .store import Registry
     from .transfer import Moved
@@ -111,7 +113,7 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
     from .compat.findings import format_reports
     from .compat.gate import register_checked
     from .crosscheck import refuse_unknown_releases
-    from .render import render_tree, write_tree
+    from .render import render_tree
 
     policy = policy_of(ctx)
     schemas = schemas_of(model_refs, all_models, policy)
@@ -128,8 +130,9 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
         refuse_unknown_releases(registry, root, where(ctx), [s.model for s in schemas])
         outcomes = [register_checked(registry, s, dry_run=dry_run, file_prefix=str(root), policy=policy)
                     for s in schemas]
-        written = [] if dry_run else write_tree(
-            root, render_tree(registry.served_packages(), protovalidate=policy.protovalidate))
+        written, failure = ([], None) if dry_run else _write_after_commit(
+            root, render_tree(registry.served_packages(), protovalidate=policy.protovalidate),
+            [o for o in outcomes if o.result is not None])
     for outcome in outcomes:
         schema, result, report = outcome.schema, outcome.result, outcome.report
         if result is None:
@@ -153,8 +156,28 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
         click.echo(format_reports(junit, fmt))
     for path in written:
         click.echo(f"wrote {root / path}", err=not human)
+    if failure is not None:
+        raise failure
     if any(o.refused for o in outcomes):
         ctx.exit(EXIT_FINDINGS)
+
+
+def _write_after_commit(
+    root: Path, files: list[RenderedFile], outcomes: list[GatedRegistration]
+) -> tuple[list[str], RecordedNotRenderedError | None]:
+    """Write proto_versions/ after the registrations committed; a failure then is exit code 3."""
+    from .render import write_tree
+
+    try:
+        return write_tree(root, files), None
+    except OSError as error:
+        recorded = ", ".join(f"{o.schema.model} {o.schema.version}" for o in outcomes) or "the registry"
+        what = error.strerror or str(error)
+        where_ = f" ({error.filename})" if error.filename else ""
+        return [], RecordedNotRenderedError(
+            f"{recorded} is recorded in the registry, but writing {root} failed: {what}{where_}; "
+            f"free the space or fix the permissions, then run `protoreg render` to repair {root}"
+        )
 
 
 # -- history -------------------------------------------------------------------------------
@@ -254,11 +277,23 @@ def render(ctx: click.Context, check: bool, out_dir: Path | None, release_ref: s
             click.echo(f"stale: {root / path}", err=True)
         for path in diff.missing:
             click.echo(f"missing: {root / path}", err=True)
-        click.echo(f"Error: {root} is out of date; run `protoreg render` and commit the result", err=True)
+        for path in diff.extra:
+            click.echo(f"extra: {root / path} (the registry never wrote it, and serve would serve it)", err=True)
+        for path in diff.leftovers:
+            click.echo(f"leftover: {root / path} (from an interrupted render)", err=True)
+        fix = "run `protoreg render`" + (", remove the extra files" if diff.extra else "")
+        click.echo(f"Error: {root} is out of date; {fix} and commit the result", err=True)
         ctx.exit(EXIT_FAILED)
+    from .render import remove_leftovers
+
+    removed = remove_leftovers(root) if root.is_dir() else []
     written = write_tree(root, files)
+    for path in removed:
+        click.echo(f"removed {root / path} (left by an interrupted render)")
     for path in written:
         click.echo(f"wrote {root / path}")
+    for path in diff_tree(root, files).extra:
+        click.echo(f"extra: {root / path} (the registry never wrote it; remove it, or serve serves it)", err=True)
     if not written:
         click.echo(f"{root}: up to date ({len(files)} files)")
 
@@ -286,6 +321,8 @@ def verify(ctx: click.Context, fmt: str) -> None:
     else:
         for problem in report.problems:
             click.echo(problem.describe())
+        for note in report.notes:
+            click.echo(f"note: {note}")
         state = "consistent" if report.ok else f"{len(report.problems)} problems"
         click.echo(f"registry {state}: {report.models} models, {report.releases} releases checked")
     if not report.ok:
@@ -356,4 +393,30 @@ def import_registry(ctx: click.Context, source_url: str, models: tuple[str, ...]
     _describe_moves(moves, where(ctx))
 
 
-COMMANDS = (register, history, fields, render, verify, export, import_registry)
+# -- upgrade -------------------------------------------------------------------------------
+
+
+@click.command()
+@click.pass_context
+def upgrade(ctx: click.Context) -> None:
+    """Bring the registry database --db to this protoreg's schema revision.
+
+    Commands that only read never migrate a database; they name this command when the database
+    is behind. register and import upgrade the database they write implicitly.
+    """
+    from .textstore import is_text_location
+    from .upgrade import upgrade_registry
+
+    url = db_url(ctx)
+    from .database import resolve_url
+
+    if is_text_location(resolve_url(url)):
+        raise UsageError(f"{where(ctx)} is a text-form registry; it has no schema revision to upgrade")
+    before, after = upgrade_registry(resolve_url(url), where(ctx))
+    if before == after:
+        click.echo(f"{where(ctx)}: already at schema revision {after}")
+    else:
+        click.echo(f"{where(ctx)}: upgraded from schema revision {before or 'none'} to {after}")
+
+
+COMMANDS = (register, history, fields, render, verify, upgrade, export, import_registry)

@@ -212,6 +212,11 @@ def load_model(ref: str) -> Any:
                 f'Cannot import module "{module_name}" for model "{ref}" ({error}); '
                 "install the model's package or check the spelling"
             ) from error
+        except (Exception, SystemExit) as error:  # the model's own module: report, do not crash
+            raise ModelLoadError(
+                f'Importing module "{module_name}" for model "{ref}" failed: {_import_failure(error)}; '
+                "fix the module, then run the command again"
+            ) from error
         target: Any = module
         for part in attr.split("."):
             if not hasattr(target, part):
@@ -232,6 +237,18 @@ def load_model(ref: str) -> Any:
         raise ModelLoadError(f'Entry point "{ref}" failed to load: {type(error).__name__}: {error}') from error
     model_metadata(target)
     return target
+
+
+def _import_failure(error: BaseException) -> str:
+    """An exception raised while importing a model's module, as part of one sentence."""
+    if isinstance(error, SyntaxError):
+        return f"SyntaxError: {error.msg} ({error.filename}, line {error.lineno})"
+    text = " ".join(str(error).split())
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    at = f" ({frame.tb_frame.f_code.co_filename}, line {frame.tb_lineno})" if frame is not None else ""
+    return f"{type(error).__name__}: {text[:300]}{at}" if text else f"{type(error).__name__}{at}"
 
 
 def _import_from_current_directory() -> None:

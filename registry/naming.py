@@ -71,7 +71,9 @@ def release_header(model: str, version: str) -> str:
 
 def read_release_header(text: str) -> tuple[str, str] | None:
     """The ``(model, version)`` of a rendered file's release header, or None when it has none."""
-    match = _RELEASE_HEADER.search(text)
+    # Only the header, above ``syntax``: a description printed as a comment further down cannot
+    # pose as the release header.
+    match = _RELEASE_HEADER.search(text.split("\nsyntax ", 1)[0])
     return (match["model"], match["version"]) if match else None
 
 

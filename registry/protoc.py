@@ -83,3 +83,14 @@ def compile_python(root: Path, out_dir: Path, files: list[str] | None = None, gr
     if grpc:
         extra.append(f"--grpc_python_out={out_dir}")
     run_protoc(root, files, extra)
+
+
+def compile_texts(files: dict[str, str]) -> descriptor_pb2.FileDescriptorSet:
+    """Compile ``.proto`` texts given as ``{path: text}`` (paths relative to one root)."""
+    with tempfile.TemporaryDirectory(prefix="protoreg-check-") as tmp:
+        root = Path(tmp) / "protos"
+        for path, text in files.items():
+            target = root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        return compile_descriptor_set(root, sorted(files), include_imports=False)

@@ -5,7 +5,8 @@ model's write lock from its first read to its commit, it reads the release alrea
 under the same version (the same schema again is a no-op; another schema is refused), the
 model's release line and its numbering ledger; numbers the schema (:mod:`protoreg.registry.numbering`);
 hands the result to the gate (``protoreg register`` passes the compatibility check, which raises
-to refuse); renders the ``.proto`` text (:mod:`protoreg.registry.render`); and writes it all
+to refuse); renders the ``.proto`` text (:mod:`protoreg.registry.render`) and compiles it with protoc (a
+rendering protoc refuses rolls the transaction back); and writes it all
 (:mod:`protoreg.registry.store`). A transaction that loses a race with another writer is run again
 (:mod:`protoreg.registry.retry`). ``PROTOREG_CRASH_AT`` steps (:mod:`protoreg.registry.faults`) mark where the crash
 tests kill it.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from . import ir
-from .errors import ReleaseConflictError, VersionError
+from .errors import ProtoregError, ReleaseConflictError, VersionError
 from .faults import crash_point
 from .lineage import Lineage
 from .numbering import Change, History, Numbered
@@ -28,6 +29,10 @@ from .versioning import Version, parse_version
 
 if TYPE_CHECKING:
     from .adopt.fit import Plan
+
+
+class RenderingRefusedError(ProtoregError):
+    """protoc refused a release's rendering; the registration was rolled back."""
 
 
 class Gate(Protocol):
@@ -101,10 +106,11 @@ def _register_once(
                 f"{newest.version}; versions only go forward, so choose a version above "
                 f"{newest.version}"
             )
+        proto_text = _compiled_rendering(schema, numbered.package)
         if dry_run or model_id is None:
             return RegisterResult("planned", schema.model, schema.version, numbered.package, numbered.changes, newest)
         _write(tx, model_id, schema, version, numbered, line.lineage,
-               tuple(adopting.lines()) if adopting is not None else ())
+               tuple(adopting.lines()) if adopting is not None else (), proto_text=proto_text)
         if adopting is not None:
             tx.add_adoption(model_id, adopting.adoption)
         crash_point("before_commit")
@@ -139,12 +145,28 @@ def _refuse_second_adoption(
     )
 
 
-def _write(
-    tx: Transaction, model_id: int, schema: ModelSchema, version: Version, numbered: Numbered, lineage: Lineage,
-    first_changes: tuple[str, ...] = (),
-) -> None:
+def _compiled_rendering(schema: ModelSchema, package: ir.Package) -> str:
+    """The release's ``.proto`` text, once protoc has compiled it: a rendering protoc refuses is
+    never committed (it would break serving every model in ``proto_versions/``)."""
+    from .protoc import ProtocError, compile_texts
     from .render import render_package  # Jinja2: only writers pay for importing it
 
+    text = render_package(package)
+    try:
+        compile_texts({package.proto_path: text})
+    except ProtocError as error:
+        detail = " ".join(str(error).split(": ", 1)[-1].split())
+        raise RenderingRefusedError(
+            f"{schema.model} {schema.version}: protoc refuses its rendering ({detail}); nothing was registered; "
+            "rename what the message names, or report it as a protoreg bug"
+        ) from error
+    return text
+
+
+def _write(
+    tx: Transaction, model_id: int, schema: ModelSchema, version: Version, numbered: Numbered, lineage: Lineage,
+    first_changes: tuple[str, ...] = (), *, proto_text: str,
+) -> None:
     lineage.fold_package(schema.version, numbered.package)
     tx.add_release(
         model_id,
@@ -156,7 +178,7 @@ def _write(
             fingerprint=schema.fingerprint,
             schema=schema.to_dict(),
             package=numbered.package,
-            proto_text=render_package(numbered.package),
+            proto_text=proto_text,
             changes=first_changes + tuple(c.describe() for c in numbered.changes),
             history=numbered.history,
             lineage=lineage,

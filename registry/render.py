@@ -8,6 +8,7 @@ the IR and the templates, so a past release renders byte-identically forever.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,13 @@ def _comment(text: str, indent: str) -> str:
     return "".join(f"{indent}//{' ' if line else ''}{line}\n" for line in lines)
 
 
+def _one_line(text: str) -> str:
+    """Text for a single comment line: line breaks become spaces, so nothing can start a new line
+    (such as a forged ``// Release:`` header). Text without line breaks is returned unchanged."""
+    lines = text.splitlines()
+    return " ".join(line.strip() for line in lines) if len(lines) > 1 or text != "".join(lines) else text
+
+
 def _quoted(names: Iterable[str]) -> list[str]:
     return [f'"{name}"' for name in names]
 
@@ -52,6 +60,7 @@ _environment = jinja2.Environment(
 )
 _environment.filters["comment"] = _comment
 _environment.filters["quoted"] = _quoted
+_environment.filters["one_line"] = _one_line
 
 
 def _options(protovalidate: bool) -> Callable[[ir.Field], str]:
@@ -137,11 +146,23 @@ def _buf_yaml(legacy: list[str], protovalidate: bool) -> str:
 class TreeDiff:
     stale: tuple[str, ...]  # files whose content differs
     missing: tuple[str, ...]  # files that should exist and do not
-    extra: tuple[str, ...]  # .proto files protoreg would not write (left alone)
+    extra: tuple[str, ...]  # .proto files protoreg would not write: serve would serve them
+    leftovers: tuple[str, ...] = ()  # temporary files of an interrupted render
 
     @property
     def clean(self) -> bool:
-        return not (self.stale or self.missing)
+        return not (self.stale or self.missing or self.extra or self.leftovers)
+
+
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+"""A file :func:`write_tree` writes before renaming it into place: ``.<name>.<pid>.tmp``."""
+
+
+def leftover_files(root: Path) -> list[str]:
+    """Temporary files an interrupted render (a full disk, SIGKILL) left under ``root``."""
+    if not root.is_dir():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*.tmp") if _TMP.match(p.name) and p.is_file())
 
 
 def diff_tree(root: Path, files: list[RenderedFile]) -> TreeDiff:
@@ -156,11 +177,41 @@ def diff_tree(root: Path, files: list[RenderedFile]) -> TreeDiff:
     extra = sorted(
         str(p.relative_to(root)) for p in root.rglob("*.proto") if str(p.relative_to(root)) not in wanted
     ) if root.exists() else []
-    return TreeDiff(tuple(stale), tuple(missing), tuple(extra))
+    return TreeDiff(tuple(stale), tuple(missing), tuple(extra), tuple(leftover_files(root)))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(root: Path) -> list[str]:
+    """Remove the temporary files of renders that are no longer running; returns their paths."""
+    removed = []
+    for path in leftover_files(root):
+        match = _TMP.match(Path(path).name)
+        assert match is not None
+        pid = int(match["pid"])
+        if pid == os.getpid() or _alive(pid):
+            continue  # a render running right now is writing it (a failed write removes its own)
+        (root / path).unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def write_tree(root: Path, files: list[RenderedFile]) -> list[str]:
-    """Write the files that changed (atomically, one by one); returns their paths."""
+    """Write the files that changed (atomically, one by one); returns their paths.
+
+    Temporary files an earlier, interrupted render left behind are removed first, and a write
+    that fails removes its own before the error propagates.
+    """
+    if root.is_dir():
+        remove_leftovers(root)
     written = []
     for item in files:
         target = root / item.path
@@ -168,8 +219,12 @@ def write_tree(root: Path, files: list[RenderedFile]) -> list[str]:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # one per writer: no clash
-        tmp.write_text(item.content, encoding="utf-8")
-        tmp.replace(target)
+        try:
+            tmp.write_text(item.content, encoding="utf-8")
+            tmp.replace(target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         written.append(item.path)
         crash_point("rendering")
     return written

@@ -367,6 +367,9 @@ class _Extractor:
         extra = _protoreg_extra(info, self.fail, path)
         override = extra.get("type")
         renamed = extra.get("renamed_from", ())
+        if not isinstance(renamed, (str, list, tuple)) or not all(isinstance(r, str) for r in renamed):
+            raise self.fail(path, f'renamed_from must be a field name or a list of field names, not {renamed!r}; '
+                                  'write e.g. {"renamed_from": "old_name"}')
         renamed_from = (renamed,) if isinstance(renamed, str) else tuple(renamed)
         tp, optional = split_optional(info.annotation)
         required = info.is_required() and not optional
@@ -468,6 +471,7 @@ def extract_schema(model: ModelLike | type[ModelLike]) -> ModelSchema:
     ``model`` is anything with ``qualified_name``, ``display_name``, ``description``,
     ``version``, ``input_schema`` and ``output_schema`` (see ``protoreg.registry.loader.ModelLike``).
     """
+    from .limits import check_schema_limits
     from .loader import model_metadata  # here to keep schema free of entry-point machinery
 
     meta = model_metadata(model)
@@ -498,7 +502,7 @@ def extract_schema(model: ModelLike | type[ModelLike]) -> ModelSchema:
         enums={name: key if isinstance(key, type) else (key[1], key[2])
                for key, name in extractor.enum_classes.items()},
     )
-    return ModelSchema(
+    schema = ModelSchema(
         model=name,
         display_name=meta.display_name,
         description=meta.description,
@@ -507,3 +511,5 @@ def extract_schema(model: ModelLike | type[ModelLike]) -> ModelSchema:
         enums=tuple(extractor.enums.values()),
         origins=origins,
     )
+    check_schema_limits(schema)  # lengths and package-scope collisions, the same on every backend
+    return schema

@@ -82,7 +82,7 @@ def head_from_files() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
-def _stored_revision(engine: Engine) -> str | None:
+def stored_revision(engine: Engine) -> str | None:
     try:
         with engine.connect() as connection:
             rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
@@ -97,7 +97,7 @@ def schema_state(engine: Engine, where: str) -> SchemaState:
     ``where`` names the database in the error (a URL without its password).
     """
     quick_head = head_from_files()
-    if quick_head is not None and _stored_revision(engine) == quick_head:
+    if quick_head is not None and stored_revision(engine) == quick_head:
         return "current"
     head = schema_head()
     with engine.connect() as connection:
@@ -129,3 +129,25 @@ def ensure_schema(engine: Engine, where: str) -> None:
     """Upgrade the database to the head revision, or refuse one newer than this protoreg."""
     if schema_state(engine, where) == "behind":
         upgrade_schema(engine)
+
+
+def upgrade_registry(url: str, where: str) -> tuple[str | None, str]:
+    """``protoreg upgrade``: the revision a registry was at, and the one it is at now (head).
+
+    Refuses a file or database that holds no registry (it would gain tables), as reads do.
+    """
+    from .database import create_registry_engine, first_line, refuse_missing_file, refuse_not_a_registry
+    from .errors import DatabaseError
+    from .retry import retry
+
+    refuse_missing_file(url)
+    engine = create_registry_engine(url)
+    try:
+        refuse_not_a_registry(engine, url)
+        before = stored_revision(engine)
+        retry(lambda: ensure_schema(engine, where))
+        return before, schema_head()
+    except DBAPIError as error:
+        raise DatabaseError(f"Cannot upgrade the registry at {where}: {first_line(error)}") from error
+    finally:
+        engine.dispose()

@@ -4,12 +4,22 @@
 rows and lineage and returns problems; it never writes. It is what an operator runs after a crash, a restore
 or a migration, and what the crash tests use to prove that a killed ``register`` left nothing
 half-written.
+
+It also asks the database engine to check itself (``PRAGMA integrity_check`` on SQLite; on
+PostgreSQL every table is read through, which fails on a damaged page where data checksums are
+on), turns a row it cannot decode into a reported problem rather than a traceback, and compiles
+the served rendering of every major line with protoc (``PROTOC_REFUSED``: a release registered
+before registration compiled its rendering; registering a fixed release of that major line
+replaces the file).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from . import ir
 from .lineage import FORMAT as LINEAGE_FORMAT
@@ -40,6 +50,8 @@ class VerifyReport:
     models: int
     releases: int
     problems: tuple[Problem, ...]
+    notes: tuple[str, ...] = ()
+    """What could not be checked, and why (printed, not a failure)."""
 
     @property
     def ok(self) -> bool:
@@ -51,22 +63,93 @@ class VerifyReport:
             "ok": self.ok,
             "models": self.models,
             "releases": self.releases,
+            "notes": list(self.notes),
             "problems": [
                 {"check": p.check, "model": p.model, "version": p.version, "message": p.message} for p in self.problems
             ],
         }
 
 
+UNDECODABLE = (DBAPIError, ValueError, KeyError, TypeError, AttributeError)
+"""What reading a damaged row raises: the driver's error, or bad JSON (``JSONDecodeError`` is a
+``ValueError``) and snapshots of the wrong shape."""
+
+
+def _unreadable(model: str, error: BaseException) -> Problem:
+    original = getattr(error, "orig", None) or error
+    detail = (str(original).strip().splitlines() or [type(original).__name__])[0]
+    return Problem("UNREADABLE", model, "", f"cannot be read ({type(original).__name__}: {detail[:200]}); restore "
+                                           "the registry from a backup or from its text form (protoreg import)")
+
+
 def verify_registry(registry: Registry) -> VerifyReport:
-    problems: list[Problem] = []
-    models = registry.model_names()
+    problems, notes = _check_engine(registry)
+    try:
+        models = registry.model_names()
+    except UNDECODABLE as error:
+        return VerifyReport(0, 0, (*problems, _unreadable("", error)), notes)
     count = 0
+    served: list[tuple[str, str, str, str]] = []  # (model, version, proto path, stored text)
     for model in models:
-        releases = registry.releases(model)
-        count += len(releases)
-        problems += _check_model(model, releases, registry.history(model), registry.reservations(model))
-        problems += _check_lineage(model, releases, registry.stored_lineage(model))
-    return VerifyReport(len(models), count, tuple(problems))
+        try:
+            releases = registry.releases(model)
+            count += len(releases)
+            problems += _check_model(model, releases, registry.history(model), registry.reservations(model))
+            problems += _check_lineage(model, releases, registry.stored_lineage(model))
+        except UNDECODABLE as error:
+            problems.append(_unreadable(model, error))
+            continue
+        last: dict[int, ReleaseInfo] = {}
+        for release in releases:
+            last[release.package.major] = release
+        served += [(model, r.version, r.package.proto_path, r.proto_text) for _, r in sorted(last.items())]
+    problems += _check_compiles(served)
+    return VerifyReport(len(models), count, tuple(problems), notes)
+
+
+def _check_engine(registry: Registry) -> tuple[list[Problem], tuple[str, ...]]:
+    """The engine's own integrity check: SQLite's, or a full read of every table elsewhere."""
+    dialect = registry.engine.dialect.name
+    try:
+        with registry.engine.connect() as connection:
+            if dialect == "sqlite":
+                rows = [str(r[0]) for r in connection.exec_driver_sql("PRAGMA integrity_check(20)")]
+                if rows == ["ok"]:
+                    return [], ()
+                return [Problem("DATABASE_DAMAGED", "", "", f"SQLite integrity_check: {'; '.join(rows)[:500]}; "
+                                "restore the registry from a backup or from its text form (protoreg import)")], ()
+            from .store import Base
+
+            for table in Base.metadata.sorted_tables:
+                connection.execute(text(f'SELECT count(*) FROM (SELECT * FROM "{table.name}") AS t'))
+            return [], (f"{dialect}: every table was read through; for a page-level check use the database's "
+                        "own tools (PostgreSQL: data checksums and the amcheck extension)",)
+    except DBAPIError as error:
+        return [_unreadable("", error)], ()
+
+
+def _check_compiles(served: list[tuple[str, str, str, str]]) -> list[Problem]:
+    """Every served rendering must compile: one protoc run for all, then one per file to name the culprits."""
+    from .protoc import ProtocError, compile_texts
+
+    if not served:
+        return []
+    try:
+        compile_texts({path: proto for _, _, path, proto in served})
+        return []
+    except ProtocError:
+        pass
+    problems = []
+    for model, version, path, proto in served:
+        try:
+            compile_texts({path: proto})
+        except ProtocError as error:
+            detail = " ".join(str(error).split(": ", 1)[-1].split())[:300]
+            problems.append(Problem(
+                "PROTOC_REFUSED", model, version,
+                f"protoc refuses the stored rendering {path} ({detail}); serving proto_versions/ fails until a "
+                "fixed release of this major line is registered (see README, Repairing a release)"))
+    return problems
 
 
 def _check_model(
