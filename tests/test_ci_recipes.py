@@ -83,12 +83,13 @@ class Pipeline:
 
     def gitlab(self) -> list[subprocess.CompletedProcess[str]]:
         base = self.project.git("merge-base", "HEAD", "origin/main").stdout.strip()
-        subprocess.run(["rm", "-rf", "/tmp/protoreg-base"], check=True)  # the job's fixed path
+        self.runs += 1
+        temp = self.tmp / f"runner{self.runs}"  # the job's $TMPDIR: a runner of its own
+        temp.mkdir()
         try:
             return self.run(_gitlab_steps(), self.env(CI_MERGE_REQUEST_DIFF_BASE_SHA=base,
-                                                      CI_PIPELINE_SOURCE="merge_request_event"))
+                                                      CI_PIPELINE_SOURCE="merge_request_event", TMPDIR=str(temp)))
         finally:
-            subprocess.run(["rm", "-rf", "/tmp/protoreg-base"], check=True)
             self.project.git("worktree", "prune")
 
     def hook(self, files: list[str]) -> subprocess.CompletedProcess[str]:
