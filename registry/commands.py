@@ -112,8 +112,8 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
     """
     from .compat.findings import format_reports
     from .compat.gate import register_checked
-    from .crosscheck import refuse_unknown_releases
-    from .render import render_tree
+    from .crosscheck import CommittedRelease, refuse_unknown_releases
+    from .render import render_package, render_tree
 
     policy = policy_of(ctx)
     schemas = schemas_of(model_refs, all_models, policy)
@@ -127,7 +127,20 @@ def register(ctx: click.Context, model_refs: tuple[str, ...], all_models: bool, 
         else:
             click.echo(format_reports([report], fmt))
     with open_from(ctx, write=True) as registry:
-        refuse_unknown_releases(registry, root, where(ctx), [s.model for s in schemas])
+        by_model = {s.model: s for s in schemas}
+
+        def reproduced(committed: CommittedRelease) -> bool:
+            # A model the registry has no release of, registered at the very version the committed
+            # file names, rendering that file byte for byte: the tree's own source, not a wrong --db.
+            schema = by_model.get(committed.model)
+            if schema is None or schema.version != committed.version or registry.versions(schema.model):
+                return False
+            trial = register_checked(registry, schema, dry_run=True, file_prefix=str(root), policy=policy)
+            return trial.result is not None and render_package(
+                trial.result.package, protovalidate=policy.protovalidate
+            ) == Path(committed.path).read_text(encoding="utf-8")
+
+        refuse_unknown_releases(registry, root, where(ctx), list(by_model), reproduced)
         outcomes = [register_checked(registry, s, dry_run=dry_run, file_prefix=str(root), policy=policy)
                     for s in schemas]
         written, failure = ([], None) if dry_run else _write_after_commit(

@@ -5,7 +5,9 @@ directory, a class serve could not create, and unknown keys under a field's prot
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+from pathlib import Path
 
 from tests.project_support import Project
 
@@ -30,6 +32,30 @@ def test_protos_rendered_from_another_registry_stop_check_register_and_render_ch
     # The registry that rendered them passes.
     assert project.cli("--db", "sqlite:///team.db", "check", REF).exit_code == 0
     assert project.cli("--db", "sqlite:///team.db", "render", "--check").exit_code == 0
+
+
+def test_a_fresh_clone_registers_the_release_its_committed_tree_was_rendered_from(project: Project) -> None:
+    """The README's `make run` on a fresh machine: no protoreg.db, the repository's committed
+    proto_versions/. Registering iris_model 1.0.0 renders that tree again byte for byte, so it is
+    its source and not a wrong --db; a tree it would not render is still refused."""
+    committed = Path(__file__).resolve().parents[1] / "proto_versions"
+    shutil.copytree(committed, project.root / "proto_versions")
+    before = {p: p.read_bytes() for p in (project.root / "proto_versions").rglob("*") if p.is_file()}
+    result = project.cli("register", "iris_model")
+    assert result.exit_code == 0, result.output
+    assert {p: p.read_bytes() for p in before} == before
+    assert project.cli("check", "iris_model").exit_code == 0
+
+    # The same, but the committed file was rendered from other numbers: refused, nothing recorded.
+    other = project.root / "other"
+    shutil.copytree(committed, other)
+    proto = other / "iris_model" / "v1" / "iris_model.proto"
+    proto.write_text(proto.read_text().replace("sepal_length = 1;", "sepal_length = 9;"))
+    refused = project.cli("--db", "sqlite:///other.db", "--protos", "other", "register", "iris_model")
+    assert refused.exit_code == 1, refused.output
+    assert "does not know iris_model 1.0.0, which other/ was rendered from" in refused.output
+    history = project.cli("--db", "sqlite:///other.db", "history", "iris_model")
+    assert history.exit_code == 1 and 'Model "iris_model" is not in the registry' in history.output, history.output
 
 
 def test_a_new_model_says_so_once(project: Project) -> None:
