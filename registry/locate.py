@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import enum
 import inspect
+import linecache
 import os
 import textwrap
 from collections.abc import Iterable
@@ -94,12 +95,51 @@ def _class_source(cls: type) -> tuple[str, int, str] | None:
     """The class's file, first line and source text (None when Python cannot find them)."""
     try:
         file = inspect.getsourcefile(cls)
-        lines, start = inspect.getsourcelines(cls)
-    except (OSError, TypeError):
+    except TypeError:
         return None
     if file is None:
         return None
-    return os.path.abspath(file), max(start, 1), "".join(lines)
+    found = _module_classes(file).get(cls.__qualname__)
+    if found is not None:
+        lines = linecache.getlines(file)
+        start, end = found
+        return os.path.abspath(file), start, "".join(lines[start - 1:end])
+    try:  # a class the module's text does not define under its name (made at run time, say)
+        source_lines, start = inspect.getsourcelines(cls)
+    except (OSError, TypeError):
+        return None
+    return os.path.abspath(file), max(start, 1), "".join(source_lines)
+
+
+@cache
+def _module_classes(file: str) -> dict[str, tuple[int, int]]:
+    """``qualname -> (first line, last line)`` of every class the file defines, decorators included.
+
+    ``inspect.getsourcelines`` parses the whole module again for every class it is asked about,
+    which for a module of many models cost ``check --all`` more than the checking; this parses
+    each file once. A class defined twice under one name keeps its last definition, as Python does.
+    """
+    try:
+        tree = ast.parse("".join(linecache.getlines(file)))
+    except (SyntaxError, ValueError):
+        return {}
+    found: dict[str, tuple[int, int]] = {}
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                found[prefix + node.name] = (start, node.end_lineno or node.lineno)
+                visit(node.body, f"{prefix}{node.name}.")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                visit(node.body, f"{prefix}{node.name}.<locals>.")
+            elif isinstance(node, (ast.If, ast.Try)):  # classes defined under a condition
+                for part in (node.body, node.orelse, getattr(node, "finalbody", []), *(
+                        h.body for h in getattr(node, "handlers", []))):
+                    visit(part, prefix)
+
+    visit(tree.body, "")
+    return found
 
 
 def _member_line(cls: type, name: str) -> Location | None:

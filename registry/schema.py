@@ -119,6 +119,12 @@ class ModelSchema:
     def enum(self, name: str) -> EnumSpec | None:
         return next((e for e in self.enums if e.name == name), None)
 
+    def renames(self) -> dict[tuple[str, str], frozenset[str]]:
+        """``(message, field) -> renamed_from`` of every field that declares one: the same as
+        ``compat.engine.renames_of(self.to_dict())``, without building the whole tree as dicts."""
+        return {(m.name, f.name): frozenset(f.renamed_from) for m in self.messages for f in m.fields
+                if f.renamed_from}
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(replace(self, origins=SchemaOrigins()))
         del data["origins"]

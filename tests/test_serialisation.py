@@ -119,3 +119,35 @@ def test_lineages_read_back_equal(snapshots: list[ir.Package]) -> None:
         for name in list(scope.by_name)[:5]:
             assert again.holder(key, None, name) == lineage.holder(key, None, name)
             assert again.reserved(key, None, name) == lineage.reserved(key, None, name)
+
+
+def test_a_schemas_renames_are_those_its_tree_declares() -> None:
+    """``ModelSchema.renames()`` (what check uses) agrees with ``renames_of`` over the stored tree."""
+    from pydantic import BaseModel, Field
+
+    from protoreg.registry.compat.engine import renames_of
+    from protoreg.registry.schema import extract_schema
+
+    class Inner(BaseModel):
+        code: str = Field(json_schema_extra={"protoreg": {"renamed_from": ["zip", "postcode"]}})
+
+    class In(BaseModel):
+        amount: float = Field(json_schema_extra={"protoreg": {"renamed_from": "total"}})
+        inner: Inner
+        plain: int
+
+    class Out(BaseModel):
+        label: str
+
+    class Renamer:
+        qualified_name = "renamer"
+        display_name = "Renamer"
+        description = "d"
+        version = "1.0.0"
+        input_schema = In
+        output_schema = Out
+
+    schema = extract_schema(Renamer)
+    assert schema.renames() == renames_of(schema.to_dict())
+    assert schema.renames() == {("PredictRequest", "amount"): frozenset({"total"}),
+                                ("Inner", "code"): frozenset({"zip", "postcode"})}

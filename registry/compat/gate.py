@@ -19,7 +19,7 @@ from ..registration import RegisterResult, fingerprint_against, register_release
 from ..schema import ModelSchema
 from ..store import Registry
 from ..versioning import parse_version
-from .engine import check_against_newest, check_release, renames_of
+from .engine import check_against_newest, check_release
 from .findings import Report
 from .sources import ReleaseLine, ReleaseSource
 
@@ -101,12 +101,12 @@ def check_line(
         same_version = parse_version(schema.version) == newest.parsed_version or schema.version == newest.version
         fingerprint = fingerprint_against(schema, newest.package) if same_version else None
         return check_against_newest(schema.model, newest, line.lineage, package, schema.version, fingerprint,
-                                    file_prefix=file_prefix, renames=renames_of(schema.to_dict()))
+                                    file_prefix=file_prefix, renames=schema.renames())
     releases = line.load_all()
     same = next((r for r in releases if r.version == schema.version), None)
     fingerprint = fingerprint_against(schema, same.package if same else None)
     return check_release(schema.model, releases, package, schema.version, fingerprint,
-                         against=against, file_prefix=file_prefix, renames=renames_of(schema.to_dict()))
+                         against=against, file_prefix=file_prefix, renames=schema.renames())
 
 
 
