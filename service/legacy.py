@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,7 @@ from protoreg.registry.errors import ProtoregError
 from .binding import ServedModel
 from .compile import ProtoTree
 from .status import Status, abort, internal, invalid
-from .unary import UnaryMethod
+from .unary import UnaryMethod, deadline_of
 
 
 class LegacyError(ProtoregError):
@@ -125,9 +124,7 @@ def _grpc(method: UnaryMethod, path: str) -> grpc.RpcMethodHandler:
                 request = method.request.FromString(data)
             except Exception as error:
                 raise invalid(f"request bytes are not a valid request of {path} ({error})") from error
-            remaining = context.time_remaining()
-            deadline = None if remaining is None else time.monotonic() + remaining
-            return (await method.call(request, deadline)).SerializeToString()  # type: ignore[no-any-return]
+            return (await method.call(request, deadline_of(context))).SerializeToString()  # type: ignore[no-any-return]
         except Status as status:
             await abort(context, status)
             raise AssertionError("unreachable") from None  # abort raises
@@ -143,10 +140,9 @@ def _unbound(path: str) -> Callable[[Message, float | None], Awaitable[Message]]
     return call
 
 
-def _answer(function: Bound, path: str, models: Sequence[ServedModel],
+def _answer(function: Bound, path: str, infos: list[ModelInfo],
             response_class: type[Message]) -> Callable[[Message, float | None], Awaitable[Message]]:
     async def call(request: Message, _deadline: float | None) -> Message:
-        infos = [model_info(m) for m in models]
         try:
             result = function(infos, request)
             if inspect.isawaitable(result):
@@ -195,6 +191,7 @@ def legacy_routes(
             known = ", ".join(sorted(services)) or "none"
             raise LegacyError(f"--bind {path}: not a method of a legacy service this server answers (legacy services: "
                               f"{known}); bind methods of a service a served model was adopted from")
+    infos = [model_info(m) for m in models]  # the routes are rebuilt on every reload, so once per table
     for name, service in sorted(services.items()):
         routes.services.append(name)
         for method in service.methods:
@@ -207,7 +204,7 @@ def legacy_routes(
             request_class = tree.message_class(method.input_type.full_name)
             if path in bindings:
                 response_class = tree.message_class(method.output_type.full_name)
-                unary = UnaryMethod(request_class, _answer(bindings[path], path, models, response_class))
+                unary = UnaryMethod(request_class, _answer(bindings[path], path, infos, response_class))
                 routes.bound.append(path)
             else:
                 unary = UnaryMethod(request_class, _unbound(path))

@@ -28,7 +28,6 @@ import asyncio
 import functools
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +64,7 @@ from .registry_service import REGISTRY_SERVICE, RegistryServicer
 from .status import Status, abort, internal, invalid, undecodable
 from .telemetry import Telemetry
 from .tls import server_credentials
-from .unary import UnaryMethod
+from .unary import UnaryMethod, deadline_of
 
 if TYPE_CHECKING:
     from .http import HttpEndpoint
@@ -103,11 +102,6 @@ class ServeOptions:
 
 
 # -- model services ---------------------------------------------------------------------------
-
-
-def _deadline(context: grpc.aio.ServicerContext) -> float | None:
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
 
 
 class ModelServicer:
@@ -175,7 +169,7 @@ class ModelServicer:
                 raise invalid(str(error), error.violations) from error
             if self.deprecated.active:
                 self.deprecated.note(message, context.peer())
-            return (await self.predict_message(message, _deadline(context))).SerializeToString()  # type: ignore[no-any-return]
+            return (await self.predict_message(message, deadline_of(context))).SerializeToString()  # type: ignore[no-any-return]
         except Status as status:
             await abort(context, status)
             raise AssertionError("unreachable") from None  # abort raises
@@ -244,7 +238,7 @@ class ModelServicer:
 
     async def _read_stream(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext,
                            pending: asyncio.Queue[tuple[int, Any]]) -> None:
-        deadline = _deadline(context)
+        deadline = deadline_of(context)
         index = 0
         try:
             async for raw in requests:

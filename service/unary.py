@@ -10,8 +10,10 @@ model call and the status of every failure are therefore one code path.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -25,3 +27,10 @@ class UnaryMethod:
     model: tuple[str, str] = ("", "")  # (model, version) for the telemetry; empty for the registry service
     # told each decoded request and the client's peer before the call (deprecated fields it sets)
     notice: Callable[[Message, str], None] | None = None
+
+
+def deadline_of(context: Any) -> float | None:
+    """A gRPC call's deadline on the ``time.monotonic()`` clock (None without one), as
+    :attr:`UnaryMethod.call` takes it."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
